@@ -1,0 +1,155 @@
+"""`MemoryRunStore`: the run store's in-memory twin, for unit tests and dry runs."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from adapters.run_store_rules import (
+    as_utc,
+    instance_busy,
+    moved_meanwhile,
+    require_limit,
+    unknown_run,
+)
+from bot.domain.plan import Plan
+from bot.domain.run import (
+    ACTIVE_STATES,
+    Phase,
+    Run,
+    RunEvent,
+    RunState,
+    StepResult,
+    check_transition,
+)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    result: StepResult
+    order: int  # when the step was first recorded: breaks ties between equal start times
+
+
+class MemoryRunStore:
+    """Keeps runs in dicts behind one lock; behaves and refuses like `SqlRunStore`.
+
+    The records are frozen, so handing out the stored objects themselves is safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._order = itertools.count()
+        self._runs: dict[int, Run] = {}
+        self._events: dict[int, list[RunEvent]] = {}
+        self._steps: dict[tuple[int, Phase, str], _Stored] = {}
+
+    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
+        at = as_utc(at)
+        with self._lock:
+            run = Run(
+                id=next(self._ids),
+                plan=plan,
+                state=RunState.PLANNED,
+                requested_by=requested_by,
+                created_at=at,
+                updated_at=at,
+            )
+            self._runs[run.id] = run
+            self._events[run.id] = [
+                RunEvent(
+                    run_id=run.id,
+                    at=at,
+                    from_state=None,
+                    to_state=RunState.PLANNED,
+                    actor=requested_by,
+                    reason=f"plan {plan.digest}",
+                )
+            ]
+            return run
+
+    def get(self, run_id: int) -> Run:
+        with self._lock:
+            return self._run(run_id)
+
+    def transition(
+        self,
+        run_id: int,
+        expected: RunState,
+        target: RunState,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str = "",
+    ) -> Run:
+        at = as_utc(at)
+        with self._lock:
+            run = self._run(run_id)
+            if run.state != expected:
+                raise moved_meanwhile(run_id, expected, run.state)
+            check_transition(run_id, expected, target)
+            if target in ACTIVE_STATES:
+                self._check_instance_free(run)
+            moved = replace(run, state=target, updated_at=at)
+            self._runs[run_id] = moved
+            self._events[run_id].append(
+                RunEvent(
+                    run_id=run_id,
+                    at=at,
+                    from_state=expected,
+                    to_state=target,
+                    actor=actor,
+                    reason=reason,
+                )
+            )
+            return moved
+
+    def record_step(self, result: StepResult) -> None:
+        finished = result.finished_at
+        result = replace(
+            result,
+            started_at=as_utc(result.started_at),
+            finished_at=as_utc(finished) if finished is not None else None,
+            captures=dict(result.captures),  # a copy: the caller's dict may change later
+        )
+        with self._lock:
+            self._run(result.run_id)
+            key = (result.run_id, result.phase, result.step_id)
+            earlier = self._steps.get(key)
+            order = earlier.order if earlier else next(self._order)
+            self._steps[key] = _Stored(result, order)
+
+    def steps(self, run_id: int) -> list[StepResult]:
+        with self._lock:
+            self._run(run_id)
+            mine = [s for (rid, _, _), s in self._steps.items() if rid == run_id]
+        mine.sort(key=lambda s: (s.result.started_at, s.order))
+        return [s.result for s in mine]
+
+    def events(self, run_id: int) -> list[RunEvent]:
+        with self._lock:
+            self._run(run_id)
+            return list(self._events[run_id])
+
+    def runs(self, *, states: Sequence[RunState] = (), limit: int = 50) -> list[Run]:
+        require_limit(limit)
+        with self._lock:
+            newest_first = sorted(self._runs.values(), key=lambda r: r.id, reverse=True)
+        wanted = set(states)
+        return [r for r in newest_first if not wanted or r.state in wanted][:limit]
+
+    def _run(self, run_id: int) -> Run:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise unknown_run(run_id) from None
+
+    def _check_instance_free(self, run: Run) -> None:
+        key = run.plan.instance_key
+        for other in self._runs.values():
+            mine = other.id == run.id
+            if not mine and other.state in ACTIVE_STATES and other.plan.instance_key == key:
+                raise instance_busy(run.id, key, other.id, other.state, other.requested_by)

@@ -1,0 +1,147 @@
+"""The run store's tables, as typed SQLAlchemy models. `migrations/` creates exactly these.
+
+Domain records that nest (the plan, a command's result, captures, verifications) are kept as JSON
+documents written by `adapters.record_json`; the columns around them are what queries filter on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    column,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.domain.run import ACTIVE_STATES
+
+# Fixed constraint names, so migrations can name what they alter (SQLite's batch mode needs them)
+# and both databases end up with the same names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ACTIVE_INSTANCE_INDEX = "ux_runs_active_instance"
+
+
+def active_states_clause() -> Any:
+    """`state IN (<active states>)`: the rows the one-active-run-per-instance index covers.
+
+    Changing `ACTIVE_STATES` in the domain therefore needs a migration that recreates the index.
+    """
+    return column("state").in_(sorted(state.value for state in ACTIVE_STATES))
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC timestamp on every database.
+
+    PostgreSQL keeps the instant (timestamptz); SQLite has no time zones, so we store UTC without
+    an offset and attach UTC again on the way out. Naive values are refused: their zone is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"refusing to store the naive timestamp {value.isoformat()}")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the bot's own tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RunRow(Base):
+    """One run. The plan is the JSON document; the columns beside it are copies for queries."""
+
+    __tablename__ = "runs"
+    # AUTOINCREMENT on SQLite: an id a user once typed (`status 42`) is never given to another run.
+    __table_args__ = (
+        Index(
+            ACTIVE_INSTANCE_INDEX,
+            "instance_key",
+            unique=True,
+            sqlite_where=active_states_clause(),
+            postgresql_where=active_states_clause(),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    product: Mapped[str] = mapped_column(String(200))
+    environment: Mapped[str] = mapped_column(String(200))
+    instance: Mapped[str] = mapped_column(String(200))
+    instance_key: Mapped[str] = mapped_column(String(401))  # "<environment>/<instance>"
+    strategy: Mapped[str] = mapped_column(String(200))
+    from_version: Mapped[str] = mapped_column(String(100))
+    to_version: Mapped[str] = mapped_column(String(100))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan_digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RunEventRow(Base):
+    """One transition of one run: the audit trail, in insertion order."""
+
+    __tablename__ = "run_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class StepResultRow(Base):
+    """What one step of one run did; replaced in place as the step goes from started to done."""
+
+    __tablename__ = "step_results"
+    __table_args__ = (UniqueConstraint("run_id", "phase", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(16))
+    step_id: Mapped[str] = mapped_column(String(200))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    captures: Mapped[dict[str, str]] = mapped_column(JSON)
+    verifications: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,306 @@
+"""`SqlRunStore`: the `RunStore` port on SQLite or PostgreSQL (`upgrade_schema` comes along).
+
+Every method runs in one transaction that commits before it returns. The rule "one active run per
+instance" is checked in the transaction (to name the run in the way) and enforced by a partial
+unique index, which is what holds when two transactions race past the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
+
+from adapters import record_json
+from adapters.run_store_rules import (
+    as_utc,
+    instance_busy,
+    moved_meanwhile,
+    require_limit,
+    unknown_run,
+)
+from adapters.sql_engine import WRITE_OPTION, create_store_engine, describe, masked
+from adapters.sql_models import RunEventRow, RunRow, StepResultRow
+from adapters.sql_schema import alembic_config, check_schema, upgrade_schema
+from bot.domain.errors import StoreUnavailable
+from bot.domain.plan import Plan
+from bot.domain.run import (
+    ACTIVE_STATES,
+    Phase,
+    Run,
+    RunEvent,
+    RunState,
+    StepResult,
+    StepStatus,
+    check_transition,
+)
+
+__all__ = ["SqlRunStore", "alembic_config", "check_schema", "upgrade_schema"]
+
+_ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+
+
+class SqlRunStore:
+    """Runs, their audit trail and step results in the bot's database (SQLite or PostgreSQL).
+
+    Raises `StoreOutdated` at construction when the schema is not at head, and `StoreUnavailable`
+    whenever the database fails; the URL in messages never shows the password.
+    """
+
+    def __init__(self, database: Engine | str | URL) -> None:
+        # Given a URL, the store builds its engine and `close()` disposes of it; given an engine,
+        # the caller keeps it.
+        owns = not isinstance(database, Engine)
+        engine = database if isinstance(database, Engine) else create_store_engine(database)
+        try:
+            check_schema(engine)
+        except BaseException:
+            if owns:
+                engine.dispose()
+            raise
+        self._engine = engine
+        self._owns_engine = owns
+        self._reads = sessionmaker(engine, expire_on_commit=False)
+        self._writes = sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    def close(self) -> None:
+        """Release the connections of an engine the store built itself. Idempotent."""
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
+        at = as_utc(at)
+        with self._failures("storing a new run"), self._writes.begin() as session:
+            row = RunRow(
+                product=plan.product,
+                environment=plan.environment,
+                instance=plan.instance,
+                instance_key=plan.instance_key,
+                strategy=plan.strategy,
+                from_version=plan.from_version,
+                to_version=plan.to_version,
+                plan=record_json.dump_plan(plan),
+                plan_digest=plan.digest,
+                state=RunState.PLANNED.value,
+                requested_by=requested_by,
+                created_at=at,
+                updated_at=at,
+            )
+            session.add(row)
+            session.flush()  # gives the row its id
+            session.add(
+                RunEventRow(
+                    run_id=row.id,
+                    at=at,
+                    from_state=None,
+                    to_state=RunState.PLANNED.value,
+                    actor=requested_by,
+                    reason=f"plan {plan.digest}",
+                )
+            )
+            run_id = row.id
+        return Run(
+            id=run_id,
+            plan=plan,
+            state=RunState.PLANNED,
+            requested_by=requested_by,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def get(self, run_id: int) -> Run:
+        with self._failures(f"reading run #{run_id}"), self._reads.begin() as session:
+            return _to_run(_existing(session, run_id))
+
+    def transition(
+        self,
+        run_id: int,
+        expected: RunState,
+        target: RunState,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str = "",
+    ) -> Run:
+        at = as_utc(at)
+        with self._failures(f"moving run #{run_id} to {target.value}"):
+            try:
+                with self._writes.begin() as session:
+                    row = _existing(session, run_id)
+                    if row.state != expected.value:
+                        raise moved_meanwhile(run_id, expected, RunState(row.state))
+                    check_transition(run_id, expected, target)
+                    instance_key = row.instance_key
+                    if target in ACTIVE_STATES:
+                        _check_instance_free(session, run_id, instance_key)
+                    # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
+                    moved = session.connection().execute(
+                        update(RunRow)
+                        .where(RunRow.id == run_id, RunRow.state == expected.value)
+                        .values(state=target.value, updated_at=at)
+                    )
+                    if moved.rowcount != 1:
+                        now = session.scalars(select(RunRow.state).where(RunRow.id == run_id))
+                        raise moved_meanwhile(run_id, expected, RunState(now.one()))
+                    session.add(
+                        RunEventRow(
+                            run_id=run_id,
+                            at=at,
+                            from_state=expected.value,
+                            to_state=target.value,
+                            actor=actor,
+                            reason=reason,
+                        )
+                    )
+                    run = replace(_to_run(row), state=target, updated_at=at)
+            except IntegrityError as exc:
+                if target not in ACTIVE_STATES:
+                    raise
+                # The partial unique index caught a run that became active after our check.
+                raise self._busy(run_id, instance_key) from exc
+        return run
+
+    def record_step(self, result: StepResult) -> None:
+        finished = result.finished_at
+        where = f"step {result.step_id} of run #{result.run_id}"
+        values: dict[str, Any] = {
+            "run_id": result.run_id,
+            "phase": result.phase.value,
+            "step_id": result.step_id,
+            "number": result.number,
+            "title": result.title,
+            "status": result.status.value,
+            "started_at": as_utc(result.started_at),
+            "finished_at": as_utc(finished) if finished is not None else None,
+            "result": record_json.dump_result(result.result),
+            "captures": record_json.dump_captures(result.captures),
+            "verifications": record_json.dump_verifications(result.verifications),
+            "error": result.error,
+        }
+        with self._failures(f"recording {where}"), self._writes.begin() as session:
+            _existing(session, result.run_id)
+            session.execute(self._upsert_step(values))
+
+    def steps(self, run_id: int) -> list[StepResult]:
+        with self._failures(f"reading the steps of run #{run_id}"), self._reads.begin() as session:
+            _existing(session, run_id)
+            rows = session.scalars(
+                select(StepResultRow)
+                .where(StepResultRow.run_id == run_id)
+                .order_by(StepResultRow.started_at, StepResultRow.id)
+            )
+            return [_to_step(row) for row in rows]
+
+    def events(self, run_id: int) -> list[RunEvent]:
+        with self._failures(f"reading the events of run #{run_id}"), self._reads.begin() as session:
+            _existing(session, run_id)
+            rows = session.scalars(
+                select(RunEventRow).where(RunEventRow.run_id == run_id).order_by(RunEventRow.id)
+            )
+            return [_to_event(row) for row in rows]
+
+    def runs(self, *, states: Sequence[RunState] = (), limit: int = 50) -> list[Run]:
+        require_limit(limit)
+        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
+        if states:
+            query = query.where(RunRow.state.in_([state.value for state in states]))
+        with self._failures("listing runs"), self._reads.begin() as session:
+            return [_to_run(row) for row in session.scalars(query)]
+
+    def _upsert_step(self, values: dict[str, Any]) -> Executable:
+        key = ("run_id", "phase", "step_id")
+        make = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert: postgresql.Insert | sqlite.Insert = make(StepResultRow).values(values)
+        # Replacing in place keeps the row's id, so equal start times keep their first order.
+        changes = {name: insert.excluded[name] for name in values if name not in key}
+        return insert.on_conflict_do_update(index_elements=list(key), set_=changes)
+
+    def _busy(self, run_id: int, instance_key: str) -> Exception:
+        with self._reads.begin() as session:
+            holder = _holder(session, run_id, instance_key)
+        if holder is None:
+            return instance_busy(run_id, instance_key, None, "", "")
+        return instance_busy(run_id, instance_key, holder.id, holder.state, holder.requested_by)
+
+    @contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(
+                f"The run store ({masked(self._engine.url)}) failed while {doing}: "
+                f"{describe(exc, self._engine.url)}"
+            ) from exc
+
+
+def _existing(session: Session, run_id: int) -> RunRow:
+    row = session.get(RunRow, run_id)
+    if row is None:
+        raise unknown_run(run_id)
+    return row
+
+
+def _check_instance_free(session: Session, run_id: int, instance_key: str) -> None:
+    holder = _holder(session, run_id, instance_key)
+    if holder is not None:
+        raise instance_busy(run_id, instance_key, holder.id, holder.state, holder.requested_by)
+
+
+def _holder(session: Session, run_id: int, instance_key: str) -> Row[int, str, str] | None:
+    """Another run active on the instance, if there is one."""
+    return session.execute(
+        select(RunRow.id, RunRow.state, RunRow.requested_by).where(
+            RunRow.instance_key == instance_key, RunRow.state.in_(_ACTIVE), RunRow.id != run_id
+        )
+    ).first()
+
+
+def _to_run(row: RunRow) -> Run:
+    return Run(
+        id=row.id,
+        plan=record_json.load_plan(row.plan, run_id=row.id),
+        state=RunState(row.state),
+        requested_by=row.requested_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _to_event(row: RunEventRow) -> RunEvent:
+    return RunEvent(
+        run_id=row.run_id,
+        at=row.at,
+        from_state=RunState(row.from_state) if row.from_state is not None else None,
+        to_state=RunState(row.to_state),
+        actor=row.actor,
+        reason=row.reason,
+    )
+
+
+def _to_step(row: StepResultRow) -> StepResult:
+    where = f"step {row.step_id} of run #{row.run_id}"
+    return StepResult(
+        run_id=row.run_id,
+        phase=Phase(row.phase),
+        number=row.number,
+        step_id=row.step_id,
+        title=row.title,
+        status=StepStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result=record_json.load_result(row.result, where=where),
+        captures=record_json.load_captures(row.captures, where=where),
+        verifications=record_json.load_verifications(row.verifications, where=where),
+        error=row.error,
+    )

@@ -1,0 +1,1 @@
+"""The upgrade bot: plans, approves and runs product upgrades from chat."""

@@ -1,0 +1,106 @@
+"""Command-line entry points. Errors reach the operator as sentences, with a reference for bugs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import Settings
+from bot.domain.errors import ConfigError, OperationalError, SafetyRefusal, UserError
+from bot.engine.planning import UpgradeRequest
+from bot.engine.preflight import preflight
+from bot.wiring import build_app, migrate
+from commands.text import findings_text, plan_text
+
+log = logging.getLogger("bot")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--config", type=Path, help="config file (default: $BOT_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate the config and runbooks")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach every instance over SSH, Docker, registry and console",
+    )
+
+    plan = sub.add_parser("plan", help="print the plan for an upgrade without running anything")
+    plan.add_argument("product")
+    plan.add_argument("version")
+    plan.add_argument("--env", dest="environment")
+    plan.add_argument("--instance")
+    plan.add_argument("--strategy")
+    plan.add_argument("--allow-downgrade", action="store_true")
+
+    db = sub.add_parser("db", help="the bot's own database")
+    db.add_argument("action", choices=["upgrade"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"The configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OperationalError, SafetyRefusal) as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        result = getattr(exc, "result", None)
+        if result is not None and result.tail():
+            print("output tail:\n" + result.tail(), file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:
+        reference = uuid.uuid4().hex[:8]
+        log.exception("unexpected error (reference %s)", reference)
+        print(
+            f"Sorry, something went wrong inside the bot (reference {reference}).", file=sys.stderr
+        )
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "db":
+        revision = migrate(settings)
+        print(f"The database is at revision {revision}.")
+        return 0
+    app = build_app(settings, args.config)
+    if args.command == "check":
+        inventory = app.config.inventory
+        print(
+            f"{app.config.source}: {len(inventory.environments)} environment(s), "
+            f"{len(inventory.instances())} instance(s), "
+            f"{len(app.config.catalog.runbooks)} runbook(s): valid."
+        )
+        if not args.connect:
+            return 0
+        findings = preflight(app.config.catalog, inventory, app.ports)
+        print(findings_text(findings))
+        return 0 if all(f.ok for f in findings) else EXIT_FAILED
+    request = UpgradeRequest(
+        product=args.product,
+        version=args.version,
+        environment=args.environment,
+        instance=args.instance,
+        strategy=args.strategy,
+        allow_downgrade=args.allow_downgrade,
+    )
+    print(plan_text(app.planner().build(request)))
+    print("Nothing was run: this is the plan only.")
+    return 0

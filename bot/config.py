@@ -1,0 +1,324 @@
+"""Settings: the environment variables and the one YAML config file, validated once at start.
+
+The config file names the environments, their instances, how to reach each one, and the approval
+policy. Relative paths in it are relative to the file. Secrets are never written in it: a
+registry password is named by the environment variable that holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain import inventory as inv
+from bot.domain.errors import ConfigError, ConfigProblem, UnknownProduct
+from bot.domain.runbook import PLAN_VARIABLES, Catalog, Runbook, step_templates
+from bot.domain.templates import placeholders
+from bot.durations import Duration
+from bot.runbooks import BUNDLED, load_runbooks
+from bot.yamlfile import YamlDocument, load, problems_from
+
+DEFAULT_DATABASE_URL = "sqlite:///var/bot.db"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Settings(BaseSettings):
+    """The environment variables the bot reads (names are the stable interface)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = DEFAULT_DATABASE_URL
+    bot_config: Path | None = None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshSpec(_Model):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str
+    key: Path
+    known_hosts: Path
+    connect_timeout: Duration = 10.0
+
+
+class TlsSpec(_Model):
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class DockerSpec(_Model):
+    url: str
+    tls: TlsSpec | None = None
+    timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _safe_endpoint(self) -> DockerSpec:
+        parts = urlsplit(self.url)
+        if parts.scheme not in {"unix", "tcp"}:
+            raise ValueError("the Docker url must start with unix:// or tcp://")
+        if parts.scheme == "tcp" and self.tls is None and not _is_loopback(parts.hostname or ""):
+            raise ValueError(
+                "a tcp:// Docker endpoint off this machine needs `tls:` (ca, cert, key): "
+                "plain TCP would hand the engine to anyone on the network"
+            )
+        return self
+
+
+class RegistrySpec(_Model):
+    url: str
+    username: str | None = None
+    password_env: str | None = None  # the name of the environment variable holding the password
+
+
+class InstanceSpec(_Model):
+    name: Annotated[str, Field(pattern=_NAME)]
+    product: str
+    home: str = ""
+    local: bool = False
+    ssh: SshSpec | None = None
+    docker: DockerSpec | None = None
+    registry: RegistrySpec | None = None
+    image: str = ""
+    console_url: str = ""
+    vars: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> InstanceSpec:
+        if self.local == (self.ssh is not None):
+            raise ValueError("give the instance either `ssh:` or `local: true` (exactly one)")
+        return self
+
+
+class PolicySpec(_Model):
+    approvers: list[str] = []
+    approver_groups: list[str] = []
+    approvals_required: Annotated[int, Field(ge=0, le=20)] = 1
+    allow_self_approval: bool = False
+    approval_expiry: Duration = 4 * 3600.0
+
+
+class EnvironmentSpec(_Model):
+    policy: PolicySpec = PolicySpec()
+    instances: list[InstanceSpec] = []
+
+
+class ConfigSpec(_Model):
+    runbooks: Path | None = None
+    default_environment: str | None = None
+    environments: dict[Annotated[str, Field(pattern=_NAME)], EnvironmentSpec]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the config file and the runbooks say, checked against each other."""
+
+    inventory: inv.Inventory
+    catalog: Catalog
+    source: Path
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the config file and its runbooks, or raise `ConfigError` with every problem."""
+    environ = os.environ if environ is None else environ
+    doc = load(path)
+    try:
+        spec = ConfigSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(doc, exc, ConfigSpec)) from None
+    base = path.resolve().parent
+    catalog = load_runbooks(base / spec.runbooks if spec.runbooks else BUNDLED)
+    problems: list[ConfigProblem] = []
+    environments = {
+        name: inv.Environment(
+            name=name,
+            policy=_policy(env.policy),
+            instances=tuple(
+                _instance(doc, name, index, item, base, catalog, environ, problems)
+                for index, item in enumerate(env.instances)
+            ),
+        )
+        for name, env in spec.environments.items()
+    }
+    for name, env in spec.environments.items():
+        seen = [i.name for i in env.instances]
+        for dup in {n for n in seen if seen.count(n) > 1}:
+            problems.append(
+                doc.problem(
+                    ["environments", name, "instances"],
+                    f"has two instances named `{dup}`.",
+                    "Give each instance its own name.",
+                )
+            )
+    if spec.default_environment and spec.default_environment not in spec.environments:
+        problems.append(
+            doc.problem(
+                ["default_environment"],
+                f"names no environment (`{spec.default_environment}`).",
+                f"Use one of: {', '.join(spec.environments)}.",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    inventory = inv.Inventory(
+        environments=environments, default_environment=spec.default_environment
+    )
+    return Config(inventory=inventory, catalog=catalog, source=path)
+
+
+def _policy(spec: PolicySpec) -> inv.Policy:
+    return inv.Policy(
+        approvers=tuple(spec.approvers),
+        approver_groups=tuple(spec.approver_groups),
+        approvals_required=spec.approvals_required,
+        allow_self_approval=spec.allow_self_approval,
+        approval_expiry_minutes=max(1, round(spec.approval_expiry / 60)),
+    )
+
+
+def _instance(
+    doc: YamlDocument,
+    env: str,
+    index: int,
+    spec: InstanceSpec,
+    base: Path,
+    catalog: Catalog,
+    environ: Mapping[str, str],
+    problems: list[ConfigProblem],
+) -> inv.Instance:
+    where: list[str | int] = ["environments", env, "instances", index]
+    runbook: Runbook | None = None
+    try:
+        runbook = catalog.find(spec.product)
+    except UnknownProduct as exc:
+        problems.append(doc.problem([*where, "product"], exc.problem, exc.fix))
+    ssh = None
+    if spec.ssh:
+        key, known_hosts = base / spec.ssh.key, base / spec.ssh.known_hosts
+        for field, file in (("key", key), ("known_hosts", known_hosts)):
+            if not file.is_file():
+                fix = (
+                    "Create it from the host's key after checking its fingerprint "
+                    "(ssh-keyscan -p PORT HOST)."
+                    if field == "known_hosts"
+                    else "Point it at the private key the bot logs in with."
+                )
+                problems.append(
+                    doc.problem([*where, "ssh", field], f"`{file}` does not exist.", fix)
+                )
+        ssh = inv.SshTarget(
+            host=spec.ssh.host,
+            port=spec.ssh.port,
+            user=spec.ssh.user,
+            key_file=key,
+            known_hosts=known_hosts,
+            connect_timeout=spec.ssh.connect_timeout,
+        )
+    registry = None
+    if spec.registry:
+        password = None
+        if spec.registry.password_env:
+            password = environ.get(spec.registry.password_env)
+            if password is None:
+                problems.append(
+                    doc.problem(
+                        [*where, "registry", "password_env"],
+                        f"names `{spec.registry.password_env}`, which is not set.",
+                        "Export that variable (or remove password_env).",
+                    )
+                )
+        registry = inv.Registry(
+            url=spec.registry.url.rstrip("/"), username=spec.registry.username, password=password
+        )
+    docker = None
+    if spec.docker:
+        tls = spec.docker.tls
+        docker = inv.DockerEndpoint(
+            url=spec.docker.url,
+            timeout=spec.docker.timeout,
+            tls_ca=base / tls.ca if tls else None,
+            tls_cert=base / tls.cert if tls else None,
+            tls_key=base / tls.key if tls else None,
+        )
+    instance = inv.Instance(
+        name=spec.name,
+        environment=env,
+        product=runbook.product if runbook else spec.product,
+        home=spec.home,
+        local=spec.local,
+        ssh=ssh,
+        docker=docker,
+        registry=registry,
+        image=spec.image,
+        console_url=spec.console_url,
+        variables=dict(spec.vars),
+    )
+    if runbook:
+        problems.extend(_missing_values(doc, where, instance, runbook))
+    return instance
+
+
+def _missing_values(
+    doc: YamlDocument, where: list[str | int], instance: inv.Instance, runbook: Runbook
+) -> list[ConfigProblem]:
+    """The runbook's placeholders this instance gives no value for."""
+    provided = {k for k, v in instance.template_values().items() if v}
+    provided |= set(PLAN_VARIABLES) | set(runbook.defaults)
+    steps = [runbook.detect]
+    for strategy in runbook.strategies.values():
+        steps += [*strategy.steps, *strategy.rollback]
+    captured = {c.name for s in steps for c in s.captures}
+    needed = {n for s in steps for t in step_templates(s) for n in placeholders(t)}
+    needed |= set(placeholders(runbook.backup_location))
+    missing = sorted(needed - provided - captured)
+    problems = [
+        doc.problem(
+            where,
+            f"gives no value for `{name}`, which the {runbook.product} runbook uses.",
+            f"Add `{name}:` (or under `vars:`).",
+        )
+        for name in missing
+    ]
+    if runbook.versions.kind == "registry" and not (instance.registry and instance.image):
+        problems.append(
+            doc.problem(
+                where,
+                f"the {runbook.product} runbook reads versions from "
+                "the image registry, but `registry:` or `image:` is missing.",
+                "Add both (e.g. registry.url and image: host/myst-studio).",
+            )
+        )
+    uses_docker = any(s.action.kind == "docker" for s in steps)
+    if uses_docker and instance.docker is None:
+        problems.append(
+            doc.problem(
+                where,
+                f"the {runbook.product} runbook uses the Docker Engine, but `docker:` is missing.",
+                "Add docker.url (unix:///var/run/docker.sock or tcp://...).",
+            )
+        )
+    return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

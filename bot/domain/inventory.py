@@ -1,0 +1,166 @@
+"""The instances the bot may upgrade, how to reach them, and who may approve what."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.domain.errors import UnknownEnvironment, UnknownInstance
+
+
+@dataclass(frozen=True, kw_only=True)
+class SshTarget:
+    """How to reach a host over SSH. Host keys are always checked against `known_hosts`."""
+
+    host: str
+    port: int = 22
+    user: str
+    key_file: Path
+    known_hosts: Path
+    connect_timeout: float = 10.0
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerEndpoint:
+    """A Docker Engine API endpoint: `unix://...` or `tcp://...` (TLS unless on loopback)."""
+
+    url: str
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registry:
+    """An image registry the instance pulls from (the vendor's or a mirror)."""
+
+    url: str  # e.g. https://registry.example.com or http://127.0.0.1:5000
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instance:
+    """One installation of a product in one environment."""
+
+    name: str
+    environment: str
+    product: str
+    home: str = ""
+    local: bool = False  # run shell steps on the bot's own machine instead of over SSH
+    ssh: SshTarget | None = None
+    docker: DockerEndpoint | None = None
+    registry: Registry | None = None
+    image: str = ""  # image repository without tag, e.g. 127.0.0.1:5000/myst-studio
+    console_url: str = ""
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.environment}/{self.name}"
+
+    @property
+    def repository(self) -> str:
+        """The image's path inside its registry (`myst-studio` of `host:5000/myst-studio`)."""
+        first, _, rest = self.image.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            return rest
+        return self.image
+
+    @property
+    def address(self) -> str:
+        if self.local:
+            return "localhost"
+        return str(self.ssh) if self.ssh else self.name
+
+    def template_values(self) -> dict[str, str]:
+        """The values a runbook template may use about this instance."""
+        return {
+            "instance": self.name,
+            "environment": self.environment,
+            "home": self.home,
+            "image": self.image,
+            "console_url": self.console_url,
+            **self.variables,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Who may approve upgrades in an environment, and how."""
+
+    approvers: tuple[str, ...] = ()  # Slack user ids
+    approver_groups: tuple[str, ...] = ()  # Slack user group ids or handles
+    approvals_required: int = 1
+    allow_self_approval: bool = False
+    approval_expiry_minutes: int = 240
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    name: str
+    instances: tuple[Instance, ...]
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inventory:
+    """All environments, in config order."""
+
+    environments: Mapping[str, Environment]
+    default_environment: str | None = None
+
+    def environment(self, name: str) -> Environment:
+        if name not in self.environments:
+            known = ", ".join(self.environments) or "none configured"
+            raise UnknownEnvironment(f"There is no environment `{name}`.", f"Use one of: {known}.")
+        return self.environments[name]
+
+    def instances(self) -> list[Instance]:
+        return [i for env in self.environments.values() for i in env.instances]
+
+    def find(self, product: str, environment: str | None, instance: str | None) -> Instance:
+        """The one instance of `product` the request means, or a UserError saying how to choose."""
+        envs = [self.environment(environment)] if environment else self._envs_with(product)
+        if not envs:
+            raise UnknownInstance(
+                f"No environment in the config has a {product} instance.",
+                "Add one under `environments:` in the config.",
+            )
+        if len(envs) > 1:
+            names = ", ".join(e.name for e in envs)
+            raise UnknownInstance(
+                f"{product} runs in several environments ({names}).",
+                f"Say which with env=<name>, one of: {names}.",
+            )
+        env = envs[0]
+        candidates = [i for i in env.instances if i.product == product]
+        if instance:
+            candidates = [i for i in candidates if i.name == instance]
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise UnknownInstance(
+                f"Environment `{env.name}` has no {product} instance"
+                + (f" named `{instance}`." if instance else "."),
+                "Check the name against the config.",
+            )
+        names = ", ".join(i.name for i in candidates)
+        raise UnknownInstance(
+            f"Environment `{env.name}` has several {product} instances ({names}).",
+            "Say which with instance=<name>.",
+        )
+
+    def _envs_with(self, product: str) -> list[Environment]:
+        if self.default_environment:
+            default = self.environments.get(self.default_environment)
+            if default and any(i.product == product for i in default.instances):
+                return [default]
+        return [
+            e for e in self.environments.values() if any(i.product == product for i in e.instances)
+        ]

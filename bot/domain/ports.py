@@ -1,0 +1,167 @@
+"""The ports: what the engine needs from the outside world, each a few methods.
+
+Adapters in `adapters/` implement them; `adapters/memory.py` holds an in-memory twin of each, and
+`tests/contract/` runs one suite per port against both. Every method raises only errors from
+`bot.domain.errors`: library exceptions stop at the adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bot.domain.inventory import DockerEndpoint, Registry, SshTarget
+from bot.domain.output import CommandResult, LineSink
+from bot.domain.plan import Plan
+from bot.domain.run import Run, RunEvent, RunState, StepResult
+
+
+class Shell(Protocol):
+    """Runs commands on one host over one open connection."""
+
+    def run(
+        self, command: str, *, timeout: float, on_line: LineSink | None = None
+    ) -> CommandResult:
+        """Run `command` through the host's shell and wait for it.
+
+        Output is kept bounded (head and tail) and each line goes to `on_line` as it arrives; when
+        `on_line` returns True the command is ended and the result has `stopped_early` set. A
+        non-zero exit is a result, not an error. Raises `StepTimeout` (carrying the partial result;
+        the command is ended on the host) and `ConnectionLost`.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        ...
+
+
+class ShellConnector(Protocol):
+    def connect(self, target: SshTarget) -> Shell:
+        """Open a connection.
+
+        Raises `HostUnreachable`, `HostKeyRejected`, `AuthenticationFailed`.
+        """
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    created: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerInfo:
+    name: str
+    status: str  # "running", "exited", ...
+    image_id: str
+    image_tags: tuple[str, ...]  # the tags that point at the container's image now
+    started_at: str = ""
+
+
+class ContainerEngine(Protocol):
+    """One Docker Engine."""
+
+    def container(self, name: str) -> ContainerInfo:
+        """Inspect a container. Raises `ContainerNotFound`, `ContainerEngineUnavailable`."""
+        ...
+
+    def images(self, repository: str) -> list[ImageInfo]:
+        """Local images of a repository (any tag). Raises `ContainerEngineUnavailable`."""
+        ...
+
+    def pull(self, image: str) -> ImageInfo:
+        """Pull `repository:tag`. Raises `ImageNotFound`, `RegistryUnavailable`,
+        `ContainerEngineUnavailable`."""
+        ...
+
+    def tag(self, source: str, target: str) -> ImageInfo:
+        """Point `target` (repository[:tag]) at the image `source`. Raises `ImageNotFound`,
+        `ContainerEngineUnavailable`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ContainerEngineConnector(Protocol):
+    def connect(self, endpoint: DockerEndpoint) -> ContainerEngine:
+        """Reach the engine (and check it answers). Raises `ContainerEngineUnavailable`."""
+        ...
+
+
+class ImageRegistry(Protocol):
+    def tags(self, registry: Registry, repository: str) -> list[str]:
+        """The tags of `repository` (path inside the registry, e.g. `myst-studio`).
+        Raises `RegistryUnavailable`; an unknown repository is an empty list."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpResponse:
+    url: str
+    status: int
+    body: str  # bounded: the first bytes of the page
+    elapsed: float
+
+
+class HttpCheck(Protocol):
+    def get(self, url: str, *, timeout: float) -> HttpResponse:
+        """Read a page. Any status is a response; raises `HttpCheckFailed` when nothing answers."""
+        ...
+
+
+class RunStore(Protocol):
+    """Where runs, their transitions and step results are kept. Each call commits."""
+
+    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
+        """Store a new run in state `planned` and give it its id."""
+        ...
+
+    def get(self, run_id: int) -> Run:
+        """Raises `UnknownRun`."""
+        ...
+
+    def transition(
+        self,
+        run_id: int,
+        expected: RunState,
+        target: RunState,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str = "",
+    ) -> Run:
+        """Move a run from `expected` to `target` atomically and record the event.
+
+        Raises `InvalidTransition` when the run is no longer in `expected` or the move is not
+        allowed, and `InstanceBusy` when `target` is active and another run holds the instance.
+        """
+        ...
+
+    def record_step(self, result: StepResult) -> None:
+        """Insert or replace the result of (run, phase, step)."""
+        ...
+
+    def steps(self, run_id: int) -> list[StepResult]:
+        """Step results in the order they started."""
+        ...
+
+    def events(self, run_id: int) -> list[RunEvent]: ...
+
+    def runs(self, *, states: Sequence[RunState] = (), limit: int = 50) -> list[Run]:
+        """Newest first, optionally only in the given states."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (a twin advances its time instead)."""
+        ...

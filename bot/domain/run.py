@@ -1,0 +1,130 @@
+"""A run: one plan on its way through explicit states, and what each step did."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from bot.domain.errors import InvalidTransition
+from bot.domain.output import CommandResult
+from bot.domain.plan import Plan
+
+
+class RunState(StrEnum):
+    PLANNED = "planned"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+S = RunState
+TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
+    S.PLANNED: frozenset({S.AWAITING_APPROVAL, S.CANCELLED}),
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.RUNNING, S.EXPIRED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.INTERRUPTED}),
+    S.SUCCEEDED: frozenset({S.ROLLING_BACK}),
+    S.FAILED: frozenset({S.ROLLING_BACK}),
+    S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.ROLLBACK_FAILED, S.INTERRUPTED}),
+    S.INTERRUPTED: frozenset({S.RUNNING, S.ROLLING_BACK, S.CANCELLED}),
+    S.ROLLED_BACK: frozenset(),
+    S.ROLLBACK_FAILED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+# States in which a run holds its instance: no other run may start there meanwhile. An interrupted
+# run holds it too, until someone resumes it, rolls it back or cancels it.
+ACTIVE_STATES = frozenset({S.RUNNING, S.ROLLING_BACK, S.INTERRUPTED})
+FINAL_STATES = frozenset(state for state, nexts in TRANSITIONS.items() if not nexts)
+
+
+def check_transition(run_id: int, current: RunState, target: RunState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(
+            f"Run #{run_id} is {current.value.replace('_', ' ')}, so it cannot become "
+            f"{target.value.replace('_', ' ')}.",
+            f"See `status {run_id}` for what it is doing.",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """A plan with an id, a requester and a state."""
+
+    id: int
+    plan: Plan
+    state: RunState
+    requested_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    def moved_to(self, target: RunState, at: datetime) -> Run:
+        check_transition(self.id, self.state, target)
+        return replace(self, state=target, updated_at=at)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunEvent:
+    """One transition, as the audit trail keeps it."""
+
+    run_id: int
+    at: datetime
+    from_state: RunState | None
+    to_state: RunState
+    actor: str
+    reason: str = ""
+
+
+class Phase(StrEnum):
+    UPGRADE = "upgrade"
+    ROLLBACK = "rollback"
+
+
+class StepStatus(StrEnum):
+    STARTED = "started"  # recorded before the step runs: after a crash we know it may have run
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationResult:
+    description: str
+    passed: bool
+    evidence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResult:
+    """What one step did: committed when it starts and again when it ends."""
+
+    run_id: int
+    phase: Phase
+    number: int
+    step_id: str
+    title: str
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    result: CommandResult | None = None
+    captures: Mapping[str, str] = field(default_factory=dict)
+    verifications: tuple[VerificationResult, ...] = ()
+    error: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,73 @@
+"""What an operator needs to read after a run, derived from its stored step results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.domain.output import Output
+from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus, VerificationResult
+from bot.domain.runbook import StepRole
+
+OUTCOMES = {
+    RunState.SUCCEEDED: "upgraded and verified",
+    RunState.FAILED: "failed; the instance was not rolled back",
+    RunState.ROLLED_BACK: "failed and rolled back; the previous version is verified",
+    RunState.ROLLBACK_FAILED: "failed, and the rollback failed too: needs an operator now",
+    RunState.INTERRUPTED: "interrupted; the outcome of the last started step is unknown",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckedStep:
+    """A verification with the step it belongs to."""
+
+    phase: Phase
+    step_title: str
+    result: VerificationResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    run: Run
+    outcome: str
+    backup_path: str | None
+    startup_log: Output | None  # from the last phase that read one
+    verifications: tuple[CheckedStep, ...]
+    steps: tuple[StepResult, ...]
+    failed_step: StepResult | None
+
+    @property
+    def verified(self) -> bool:
+        return self.run.state in (RunState.SUCCEEDED, RunState.ROLLED_BACK)
+
+
+def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
+    roles = {p.step.id: p.step.role for p in (*run.plan.steps, *run.plan.rollback)}
+    backup = next(
+        (
+            s.captures[run.plan.backup_capture]
+            for s in steps
+            if run.plan.backup_capture in s.captures
+        ),
+        None,
+    )
+    logs = [
+        s.result.stdout
+        for s in steps
+        if roles.get(s.step_id) is StepRole.STARTUP_LOG and s.result is not None
+    ]
+    failed = [s for s in steps if s.status is StepStatus.FAILED]
+    return RunReport(
+        run=run,
+        outcome=OUTCOMES.get(run.state, run.state.value.replace("_", " ")),
+        backup_path=backup,
+        startup_log=logs[-1] if logs else None,
+        verifications=tuple(
+            CheckedStep(phase=s.phase, step_title=s.title, result=v)
+            for s in steps
+            for v in s.verifications
+        ),
+        steps=tuple(steps),
+        failed_step=failed[0] if failed else None,
+    )

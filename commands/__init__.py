@@ -1,0 +1,1 @@
+"""The chat grammar: `/upgrade ...` text into commands (grows with the Slack surface)."""

@@ -1,0 +1,17 @@
+"""Shared fixtures. The real services are started once per session; a missing one fails the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.hostkit import services as _services
+
+# The test hosts' fixtures: sshd servers (ssh_server, ssh_server_module) and MyST Studio hosts
+# (myst_images, myst_host_factory, myst_host).
+pytest_plugins = ("tests.hostkit.sshd", "tests.hostkit.myst")
+
+
+@pytest.fixture(scope="session")
+def services() -> _services.Services:
+    """dockerd, the registry and PostgreSQL, started if they are not up yet."""
+    return _services.up()

@@ -1,0 +1,1 @@
+"""The test hosts: real services (dockerd, a registry, PostgreSQL, sshd) started for the tests."""

@@ -1,0 +1,199 @@
+"""The schema: migrations on fresh SQLite and PostgreSQL databases, and what the store says when
+the database is behind, ahead or unreachable."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from adapters.sql_engine import SQLITE_BUSY_TIMEOUT_MS, create_store_engine, masked, store_url
+from adapters.sql_models import ACTIVE_INSTANCE_INDEX, Base
+from adapters.sql_schema import alembic_config
+from adapters.sql_store import SqlRunStore, upgrade_schema
+from bot.domain.errors import StoreOutdated, StoreUnavailable
+from bot.domain.run import ACTIVE_STATES, RunState
+from tests.factories import AT, make_plan
+from tests.hostkit.services import Services, free_port
+
+TABLES = {"alembic_version", "runs", "run_events", "step_results"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a new SQLite file, or a new schema in the PostgreSQL test database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.db'}"
+        return
+    services: Services = request.getfixturevalue("services")
+    schema = f"migrations_{uuid.uuid4().hex[:10]}"
+    admin = create_store_engine(services.database_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(services.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(fresh_url: str) -> Iterator[Engine]:
+    engine = create_store_engine(fresh_url)
+    yield engine
+    engine.dispose()
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def head() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def test_upgrade_reaches_head_and_is_idempotent(fresh_url: str, engine: Engine) -> None:
+    assert current_revisions(engine) == set()
+    upgrade_schema(fresh_url)
+    assert current_revisions(engine) == head()
+    assert set(inspect(engine).get_table_names()) >= TABLES
+
+    run = SqlRunStore(engine).create(make_plan(), requested_by="@ana", at=AT)
+    upgrade_schema(fresh_url)  # again: nothing to do, nothing lost
+    assert current_revisions(engine) == head()
+    assert SqlRunStore(engine).get(run.id) == run
+
+
+def test_upgrade_works_from_any_working_directory(
+    fresh_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    upgrade_schema(fresh_url)
+    assert current_revisions(engine) == head()
+
+
+def test_the_models_match_the_migrations(fresh_url: str, engine: Engine) -> None:
+    upgrade_schema(fresh_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_the_active_instance_index_covers_exactly_the_active_states(
+    fresh_url: str, engine: Engine
+) -> None:
+    # Autogenerate does not compare an index's WHERE clause, so read it from the database.
+    upgrade_schema(fresh_url)
+    if engine.dialect.name == "sqlite":
+        query = "SELECT sql FROM sqlite_master WHERE name = :name"
+    else:
+        query = (
+            "SELECT indexdef FROM pg_indexes"
+            " WHERE indexname = :name AND schemaname = current_schema()"
+        )
+    with engine.connect() as connection:
+        definition = connection.execute(text(query), {"name": ACTIVE_INSTANCE_INDEX}).scalar_one()
+    assert "UNIQUE" in definition.upper()
+    assert set(re.findall(r"'(\w+)'", definition)) == {state.value for state in ACTIVE_STATES}
+
+
+def test_the_database_itself_refuses_a_second_active_run(fresh_url: str, engine: Engine) -> None:
+    upgrade_schema(fresh_url)
+    store = SqlRunStore(engine)
+    first, second, third = (
+        store.create(make_plan(), requested_by="@ana", at=AT).id for _ in range(3)
+    )
+    move = text("UPDATE runs SET state = :state WHERE id = :id")
+    with engine.begin() as connection:  # finished runs may share an instance
+        connection.execute(
+            move, [{"state": "succeeded", "id": first}, {"state": "failed", "id": third}]
+        )
+        connection.execute(move, {"state": RunState.RUNNING.value, "id": second})
+    for state in sorted(ACTIVE_STATES):
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(move, {"state": state.value, "id": first})
+
+
+def test_an_empty_database_is_outdated_and_the_message_says_how_to_fix_it(engine: Engine) -> None:
+    with pytest.raises(StoreOutdated) as caught:
+        SqlRunStore(engine)
+    assert "not been set up yet" in str(caught.value)
+    assert "`python -m bot db upgrade`" in str(caught.value)
+
+
+def test_a_database_behind_head_is_outdated(fresh_url: str, engine: Engine) -> None:
+    upgrade_schema(fresh_url)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    with pytest.raises(StoreOutdated, match=r"python -m bot db upgrade"):
+        SqlRunStore(engine)
+
+    upgrade_schema(fresh_url)  # and the fix works
+    SqlRunStore(engine)
+
+
+def test_a_database_from_a_newer_bot_is_not_upgraded_blindly(
+    fresh_url: str, engine: Engine
+) -> None:
+    upgrade_schema(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+    with pytest.raises(StoreOutdated) as caught:
+        SqlRunStore(engine)
+    assert "from_the_future" in str(caught.value)
+    assert "newer" in str(caught.value)
+    with pytest.raises(StoreUnavailable, match="from_the_future"):
+        upgrade_schema(fresh_url)
+
+
+def test_an_unreachable_database_is_unavailable_and_its_password_is_not_shown() -> None:
+    url = f"postgresql://bot:s3cret-pw@127.0.0.1:{free_port()}/bot_test?connect_timeout=2"
+    for attempt in (lambda: SqlRunStore(create_store_engine(url)), lambda: upgrade_schema(url)):
+        with pytest.raises(StoreUnavailable) as caught:
+            attempt()
+        assert "s3cret-pw" not in str(caught.value)
+        assert "bot:***@127.0.0.1" in str(caught.value)
+
+
+def test_urls_default_to_sqlite_under_var_and_plain_postgresql_uses_psycopg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert store_url("postgresql://bot:pw@db/bot").drivername == "postgresql+psycopg"
+    assert store_url("postgres://bot:pw@db/bot").drivername == "postgresql+psycopg"
+    assert masked("postgresql://bot:pw@db/bot") == "postgresql://bot:***@db/bot"
+    with pytest.raises(StoreUnavailable, match="not supported"):
+        store_url("mysql://bot:pw@db/bot")
+
+    monkeypatch.chdir(tmp_path)
+    engine = create_store_engine()
+    try:
+        with engine.connect() as connection:
+            pragmas = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert (tmp_path / "var" / "bot.db").is_file()
+    assert pragmas["journal_mode"] == "wal"
+    assert pragmas["foreign_keys"] == 1
+    assert pragmas["busy_timeout"] == SQLITE_BUSY_TIMEOUT_MS

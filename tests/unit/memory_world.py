@@ -1,0 +1,109 @@
+"""A MyST Studio instance made of the in-memory twins, for fast engine tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.memory.clock import FakeClock
+from adapters.memory.docker import MemoryContainerEngine, MemoryDockerConnector, MemoryRegistry
+from adapters.memory.http import MemoryHttpCheck
+from adapters.memory.shell import MemoryShell, MemoryShellConnector
+from adapters.memory.store import MemoryRunStore
+from bot.domain.inventory import (
+    DockerEndpoint,
+    Environment,
+    Instance,
+    Inventory,
+    Registry,
+    SshTarget,
+)
+from bot.engine.planning import Planner
+from bot.engine.runner import Runner
+from bot.engine.session import Ports
+from bot.runbooks import BUNDLED, load_runbooks
+
+IMAGE = "registry.test/myst-studio"
+CONSOLE = "http://myst-prod.test/console/"
+HOME = "/opt/myst-studio"
+BACKUP = f"{HOME}/backup/myst-studio-1700000000.sql"
+STARTUP_LOG = (
+    "Starting MyST Studio 3.9.1\n"
+    "Migrating database schema from 3.9.0.3 to 3.9.1\n"
+    "MyST Studio 3.9.1 started\n"
+)
+
+
+def console_page(version: str) -> str:
+    return f"<html><body>MyST Studio<footer>Version {version}</footer></body></html>"
+
+
+@dataclass
+class MemoryWorld:
+    shell: MemoryShell
+    shells: MemoryShellConnector
+    engine: MemoryContainerEngine
+    registry: MemoryRegistry
+    http: MemoryHttpCheck
+    clock: FakeClock = field(default_factory=FakeClock)
+    store: MemoryRunStore = field(default_factory=MemoryRunStore)
+
+    @property
+    def instance(self) -> Instance:
+        return self.inventory.find("myst-studio", "prod", None)
+
+    @property
+    def inventory(self) -> Inventory:
+        instance = Instance(
+            name="myst-prod",
+            environment="prod",
+            product="myst-studio",
+            home=HOME,
+            ssh=SshTarget(
+                host="myst-prod", user="myst", key_file=Path("/k"), known_hosts=Path("/kh")
+            ),
+            docker=DockerEndpoint(url="unix:///memory/docker.sock"),
+            registry=Registry(url="http://registry.test"),
+            image=IMAGE,
+            console_url=CONSOLE,
+        )
+        return Inventory(environments={"prod": Environment(name="prod", instances=(instance,))})
+
+    @property
+    def ports(self) -> Ports:
+        return Ports(
+            ssh=self.shells,
+            docker=MemoryDockerConnector({"unix:///memory/docker.sock": self.engine}),
+            registry=self.registry,
+            http=self.http,
+            clock=self.clock,
+        )
+
+    def planner(self) -> Planner:
+        return Planner(load_runbooks(BUNDLED), self.inventory, self.ports)
+
+    def runner(self, observer=None) -> Runner:  # type: ignore[no-untyped-def]
+        return Runner(self.store, self.inventory, self.ports, observer)
+
+
+def myst_world() -> MemoryWorld:
+    """myst-prod runs 3.9.0.3; 3.9.0.3, 3.9.1 and 3.10.0 are in the registry; every script works."""
+    registry = MemoryRegistry()
+    for version in ("3.9.0.3", "3.9.1", "3.10.0"):
+        registry.push(f"{IMAGE}:{version}")
+    engine = MemoryContainerEngine(registry, url="unix:///memory/docker.sock")
+    engine.pull(f"{IMAGE}:3.9.0.3")
+    engine.tag(f"{IMAGE}:3.9.0.3", "myst-studio")
+    engine.run_container("myst-studio", "myst-studio")
+    shells = MemoryShellConnector()
+    shell = shells.shell("myst-prod")
+    shell.on(r"/bin/pull\.sh", stdout="Pulled 3.9.1\n")
+    shell.on(r"/bin/backup-database\.sh", stdout=f"Dumping\nBacked up to {BACKUP}\n")
+    shell.on(r"^test -s ", stdout=f"-rw-r--r-- 1 myst myst 2048 {BACKUP}\n")
+    shell.on(r"/bin/stop\.sh", stdout="Stopped\n")
+    shell.on(r"/bin/start\.sh", stdout="Started\n")
+    shell.on(r"/bin/output-logs\.sh", stdout=STARTUP_LOG, exit_code=None, seconds=10_000)
+    shell.on(r"/bin/update-database\.sh", stdout="Restored\n")
+    http = MemoryHttpCheck()
+    http.set_page(CONSOLE, console_page("3.9.1"))
+    return MemoryWorld(shell=shell, shells=shells, engine=engine, registry=registry, http=http)

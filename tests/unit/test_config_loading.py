@@ -1,0 +1,108 @@
+"""The config file loads into the inventory, and every mistake is named with its fix."""
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config
+from bot.domain.errors import ConfigError, UnknownInstance
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "example-config.yaml"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    """The shipped example, with its key files pointing at files that exist."""
+    for name in ("id_ed25519", "known_hosts"):
+        (tmp_path / name).write_text("placeholder\n")
+    text = EXAMPLE.read_text().replace("/etc/upgrade-bot/ssh/", f"{tmp_path}/")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def _problems(path: Path, environ=None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={} if environ is None else environ)
+    return str(caught.value)
+
+
+ENV = {"MYST_REGISTRY_PASSWORD": "s3cret"}
+
+
+def test_the_example_config_loads(config_file):
+    config = load_config(config_file, environ=ENV)
+    prod = config.inventory.environment("prod")
+    assert prod.policy.approvals_required == 2
+    instance = config.inventory.find("myst-studio", "prod", None)
+    assert instance.product == "myst-studio"  # the alias `myst` resolved too
+    assert instance.ssh is not None
+    assert instance.ssh.connect_timeout == 10
+    assert instance.registry is not None
+    assert instance.registry.password == "s3cret"
+    assert "s3cret" not in repr(instance)  # secrets stay out of logs
+    assert instance.repository == "myst-studio"
+
+
+def test_the_default_environment_is_used_when_none_is_named(config_file):
+    config = load_config(config_file, environ=ENV)
+    assert config.inventory.find("myst-studio", None, None).environment == "nonprod"
+
+
+def test_a_missing_password_variable_is_named(config_file):
+    text = _problems(config_file)
+    assert "names `MYST_REGISTRY_PASSWORD`, which is not set" in text
+
+
+def test_unknown_product_lists_the_known_ones(config_file):
+    config_file.write_text(config_file.read_text().replace("product: myst ", "product: mist "))
+    text = _problems(config_file, ENV)
+    assert "environments.nonprod.instances[0].product" in text
+    assert "There is no product `mist`" in text
+    assert "myst-studio (myst)" in text
+
+
+def test_plain_tcp_docker_off_this_machine_is_refused(config_file):
+    text = config_file.read_text()
+    start = text.index("          tls: {ca")
+    end = text.index("        registry:", start)
+    config_file.write_text(text[:start] + text[end:])
+    assert "needs `tls:`" in _problems(config_file, ENV)
+
+
+def test_a_missing_known_hosts_file_is_named_with_how_to_create_it(config_file, tmp_path):
+    (tmp_path / "known_hosts").unlink()
+    text = _problems(config_file, ENV)
+    assert "known_hosts" in text
+    assert "ssh-keyscan" in text
+
+
+def test_values_the_runbook_needs_must_be_given(config_file):
+    config_file.write_text(
+        config_file.read_text().replace(
+            "        console_url: https://myst.example.com/console/\n", ""
+        )
+    )
+    text = _problems(config_file, ENV)
+    assert "environments.prod.instances[0]" in text
+    assert "gives no value for `console_url`" in text
+
+
+def test_ssh_or_local_is_required(config_file):
+    text = config_file.read_text()
+    config_file.write_text(
+        text.replace(
+            "        ssh:\n          host: myst-prod.internal\n",
+            "        sh:\n          host: myst-prod.internal\n",
+        )
+    )
+    problems = _problems(config_file, ENV)
+    assert "Did you mean `ssh`?" in problems
+
+
+def test_ambiguous_environment_asks_which(config_file):
+    config_file.write_text(config_file.read_text().replace("default_environment: nonprod\n", ""))
+    config = load_config(config_file, environ=ENV)
+    with pytest.raises(UnknownInstance) as caught:
+        config.inventory.find("myst-studio", None, None)
+    assert "env=<name>" in str(caught.value)
