@@ -14,7 +14,7 @@ from adapters.registry import RegistryHttp
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bot.config import Config, Settings, load_config
-from bot.domain.errors import ConfigError, ConfigProblem
+from bot.domain.errors import UserError
 from bot.engine.planning import Planner
 from bot.engine.runner import Runner, RunObserver
 from bot.engine.session import Ports
@@ -34,17 +34,10 @@ def build_ports() -> Ports:
 def config_path(settings: Settings, given: Path | None) -> Path:
     path = given or settings.bot_config
     if path is None:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    "BOT_CONFIG",
-                    "",
-                    None,
-                    "is not set, so the bot has no config file.",
-                    "Set BOT_CONFIG to the config's path or pass --config PATH "
-                    "(deploy/example-config.yaml shows the form).",
-                )
-            ]
+        raise UserError(
+            "The bot has no config file.",
+            "Set BOT_CONFIG to its path or pass --config PATH "
+            "(deploy/example-config.yaml shows the form).",
         )
     return path
 

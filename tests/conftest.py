@@ -7,8 +7,14 @@ import pytest
 from tests.hostkit import services as _services
 
 # The test hosts' fixtures: sshd servers (ssh_server, ssh_server_module) and MyST Studio hosts
-# (myst_images, myst_host_factory, myst_host).
-pytest_plugins = ("tests.hostkit.sshd", "tests.hostkit.myst")
+# (myst_images, myst_host_factory, myst_host), and the two together behind a bot config
+# (myst_deployment); empty databases on SQLite and PostgreSQL (fresh_url).
+pytest_plugins = (
+    "tests.hostkit.sshd",
+    "tests.hostkit.myst",
+    "tests.hostkit.deployment",
+    "tests.hostkit.databases",
+)
 
 
 @pytest.fixture(scope="session")

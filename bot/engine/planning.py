@@ -57,7 +57,10 @@ class Planner:
         strategy = runbook.strategy(request.strategy)
         instance = self._inventory.find(runbook.product, request.environment, request.instance)
         self._check_available(runbook, instance, target)
-        current = self.detect(runbook, instance)
+        with InstanceSession(instance, self._ports) as session:
+            current = self._detect(runbook, instance, session)
+            if any(step.action.kind == "shell" for step in strategy.steps):
+                session.shell()  # unreachable hosts and unknown host keys surface now, not later
         if target == current:
             raise DowngradeRefused(
                 f"{instance.name} ({instance.environment}) already runs {runbook.title} {current}.",
@@ -100,9 +103,12 @@ class Planner:
 
     def detect(self, runbook: Runbook, instance: Instance) -> Version:
         """Read the running version with the runbook's detect step."""
-        values = {**runbook.defaults, **instance.template_values()}
         with InstanceSession(instance, self._ports) as session:
-            outcome = self._executor.run(runbook.detect, values, session)
+            return self._detect(runbook, instance, session)
+
+    def _detect(self, runbook: Runbook, instance: Instance, session: InstanceSession) -> Version:
+        values = {**runbook.defaults, **instance.template_values()}
+        outcome = self._executor.run(runbook.detect, values, session)
         text = outcome.captures.get("current_version")
         if outcome.ok and text is not None:
             try:

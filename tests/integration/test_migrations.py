@@ -4,7 +4,6 @@ the database is behind, ahead or unreachable."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from adapters.sql_engine import SQLITE_BUSY_TIMEOUT_MS, create_store_engine, masked, store_url
@@ -24,29 +22,9 @@ from adapters.sql_store import SqlRunStore, upgrade_schema
 from bot.domain.errors import StoreOutdated, StoreUnavailable
 from bot.domain.run import ACTIVE_STATES, RunState
 from tests.factories import AT, make_plan
-from tests.hostkit.services import Services, free_port
+from tests.hostkit.services import free_port
 
 TABLES = {"alembic_version", "runs", "run_events", "step_results"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a new SQLite file, or a new schema in the PostgreSQL test database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bot.db'}"
-        return
-    services: Services = request.getfixturevalue("services")
-    schema = f"migrations_{uuid.uuid4().hex[:10]}"
-    admin = create_store_engine(services.database_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(services.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

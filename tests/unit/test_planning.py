@@ -4,6 +4,7 @@ import pytest
 
 from bot.domain.errors import (
     DowngradeRefused,
+    HostUnreachable,
     InvalidVersion,
     UnknownProduct,
     UnknownStrategy,
@@ -89,3 +90,10 @@ def test_an_unreachable_docker_engine_is_an_operational_error():
     with pytest.raises(DetectionFailed) as caught:
         _plan(world)
     assert "Docker" in str(caught.value)
+
+
+def test_an_unreachable_host_is_refused_at_plan_time_not_after_approval():
+    world = myst_world()
+    world.shells.fail("myst-prod", HostUnreachable("myst@myst-prod:22 refused the connection."))
+    with pytest.raises(HostUnreachable, match="refused"):
+        _plan(world)
