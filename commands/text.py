@@ -39,7 +39,8 @@ def _steps(steps: Sequence[PlannedStep], prefix: str = "") -> list[str]:
     out = []
     for planned in steps:
         mark = "  [destructive]" if planned.step.destructive else ""
-        out.append(f"  {prefix}{planned.number:>2}. {planned.step.title}{mark}")
+        number = f"{prefix}{planned.number}."
+        out.append(f"  {number:>4} {planned.step.title}{mark}")
         out.append(f"        {planned.preview}")
     return out
 

@@ -6,7 +6,6 @@ PostgreSQL is the test service (`services` fixture): when it cannot start, these
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from adapters.memory.store import MemoryRunStore
 from adapters.sql_engine import create_store_engine
@@ -26,6 +24,7 @@ from bot.domain.ports import RunStore
 from bot.domain.run import Phase, Run, RunState, StepStatus
 from bot.domain.runbook import DockerAction, HttpAction, ShellAction
 from tests.factories import AT, at, make_plan, make_result, started
+from tests.hostkit.databases import postgres_schema
 from tests.hostkit.services import Services
 
 S = RunState
@@ -35,18 +34,9 @@ TO_RUNNING = (S.AWAITING_APPROVAL, S.APPROVED, S.RUNNING)
 @pytest.fixture(scope="session")
 def postgres_url(services: Services) -> Iterator[str]:
     """A schema of our own in the test database, migrated once, dropped at the end."""
-    schema = f"run_store_{uuid.uuid4().hex[:10]}"
-    admin = create_store_engine(services.database_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(services.database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
+    with postgres_schema(services, "run_store") as url:
         upgrade_schema(url)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        yield url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
