@@ -2,6 +2,8 @@
 
 Domain records that nest (the plan, a command's result, captures, verifications) are kept as JSON
 documents written by `adapters.record_json`; the columns around them are what queries filter on.
+The conversation around runs (votes, handled events, environment locks, chat threads) is flat and
+kept in plain columns.
 """
 
 from __future__ import annotations
@@ -145,3 +147,55 @@ class StepResultRow(Base):
     captures: Mapped[dict[str, str]] = mapped_column(JSON)
     verifications: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     error: Mapped[str] = mapped_column(Text)
+
+
+class VoteRow(Base):
+    """One user's approve or reject on one run; the id keeps the order votes were cast in."""
+
+    __tablename__ = "votes"
+    # Leads with run_id, so it also serves `votes(run_id)`; a user may hold both decisions.
+    __table_args__ = (UniqueConstraint("run_id", "user", "decision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    user: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(16))
+    plan_digest: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    via: Mapped[str] = mapped_column(String(32))
+
+
+class ProcessedEventRow(Base):
+    """An incoming event (Slack event id, action, retry) that was handled once already."""
+
+    __tablename__ = "processed_events"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EnvLockRow(Base):
+    """An environment closed to upgrades; the primary key makes it one lock per environment."""
+
+    __tablename__ = "env_locks"
+
+    environment: Mapped[str] = mapped_column(String(200), primary_key=True)
+    locked_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChatThreadRow(Base):
+    """Where one run's messages are. A missing message is an empty string, as in `ChatThread`."""
+
+    __tablename__ = "chat_threads"
+    # Button clicks and reactions name a message by (channel, ts): one index per message kind.
+    __table_args__ = (Index(None, "channel", "plan_ts"), Index(None, "channel", "approval_ts"))
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    channel: Mapped[str] = mapped_column(String(64))
+    plan_ts: Mapped[str] = mapped_column(String(64))
+    approval_ts: Mapped[str] = mapped_column(String(64))
+    progress_ts: Mapped[str] = mapped_column(String(64))

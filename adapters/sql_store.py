@@ -1,4 +1,5 @@
-"""`SqlRunStore`: the `RunStore` port on SQLite or PostgreSQL (`upgrade_schema` comes along).
+"""`SqlRunStore`: the `RunStore` port on SQLite or PostgreSQL (`upgrade_schema` comes along),
+and through `SqlConversationMixin` the `VoteStore`, `EventLog`, `LockStore` and `ThreadStore` ports.
 
 Every method runs in one transaction that commits before it returns. The rule "one active run per
 instance" is checked in the transaction (to name the run in the way) and enforced by a partial
@@ -14,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Row, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,7 @@ from adapters.run_store_rules import (
     require_limit,
     unknown_run,
 )
+from adapters.sql_conversation import SqlConversationMixin
 from adapters.sql_engine import WRITE_OPTION, create_store_engine, describe, masked
 from adapters.sql_models import RunEventRow, RunRow, StepResultRow
 from adapters.sql_schema import alembic_config, check_schema, upgrade_schema
@@ -49,8 +50,9 @@ __all__ = ["SqlRunStore", "alembic_config", "check_schema", "upgrade_schema"]
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
 
 
-class SqlRunStore:
-    """Runs, their audit trail and step results in the bot's database (SQLite or PostgreSQL).
+class SqlRunStore(SqlConversationMixin):
+    """Runs, their audit trail, step results and the conversation around them (votes, handled
+    events, environment locks, chat threads) in the bot's database (SQLite or PostgreSQL).
 
     Raises `StoreOutdated` at construction when the schema is not at head, and `StoreUnavailable`
     whenever the database fails; the URL in messages never shows the password.
@@ -220,8 +222,7 @@ class SqlRunStore:
 
     def _upsert_step(self, values: dict[str, Any]) -> Executable:
         key = ("run_id", "phase", "step_id")
-        make = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        insert: postgresql.Insert | sqlite.Insert = make(StepResultRow).values(values)
+        insert = self._insert(StepResultRow).values(values)
         # Replacing in place keeps the row's id, so equal start times keep their first order.
         changes = {name: insert.excluded[name] for name in values if name not in key}
         return insert.on_conflict_do_update(index_elements=list(key), set_=changes)

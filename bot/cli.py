@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot import wiring
 from bot.config import Settings
 from bot.domain.errors import ConfigError, OperationalError, SafetyRefusal, UserError
 from bot.engine.planning import UpgradeRequest
 from bot.engine.preflight import preflight
-from bot.wiring import build_app, migrate
+from bot.server import serve
 from commands.text import findings_text, plan_text
 
 log = logging.getLogger("bot")
@@ -41,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--instance")
     plan.add_argument("--strategy")
     plan.add_argument("--allow-downgrade", action="store_true")
+
+    serve = sub.add_parser(
+        "serve", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set)"
+    )
+    serve.add_argument("--port", type=int, default=3000, help="HTTP mode: port (default 3000)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="HTTP mode: address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
 
     db = sub.add_parser("db", help="the bot's own database")
     db.add_argument("action", choices=["upgrade"])
@@ -77,20 +88,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "db":
-        revision = migrate(settings)
+        revision = wiring.migrate(settings)
         print(f"The database is at revision {revision}.")
         return 0
-    app = build_app(settings, args.config)
+    config = wiring.load(settings, args.config)
+    if args.command == "serve":
+        return serve(settings, config, port=args.port, host=args.host)
     if args.command == "check":
-        inventory = app.config.inventory
+        inventory = config.inventory
         print(
-            f"{app.config.source}: {len(inventory.environments)} environment(s), "
+            f"{config.source}: {len(inventory.environments)} environment(s), "
             f"{len(inventory.instances())} instance(s), "
-            f"{len(app.config.catalog.runbooks)} runbook(s): valid."
+            f"{len(config.catalog.runbooks)} runbook(s): valid."
         )
         if not args.connect:
             return 0
-        findings = preflight(app.config.catalog, inventory, app.ports)
+        findings = preflight(config.catalog, inventory, wiring.build_ports())
         print(findings_text(findings))
         return 0 if all(f.ok for f in findings) else EXIT_FAILED
     request = UpgradeRequest(
@@ -101,6 +114,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         strategy=args.strategy,
         allow_downgrade=args.allow_downgrade,
     )
-    print(plan_text(app.planner().build(request)))
+    print(plan_text(wiring.planner(config, wiring.build_ports()).build(request)))
     print("Nothing was run: this is the plan only.")
     return 0

@@ -70,8 +70,15 @@ class DockerSpec(_Model):
     @model_validator(mode="after")
     def _safe_endpoint(self) -> DockerSpec:
         parts = urlsplit(self.url)
+        if parts.scheme == "sandbox":
+            if parts.netloc or not parts.path.startswith("/") or self.tls is not None:
+                raise ValueError(
+                    "a sandbox engine is a folder on the bot's machine: write it as "
+                    "sandbox:///absolute/path, without `tls:`"
+                )
+            return self
         if parts.scheme not in {"unix", "tcp"}:
-            raise ValueError("the Docker url must start with unix:// or tcp://")
+            raise ValueError("the Docker url must start with unix://, tcp:// or sandbox://")
         if parts.scheme == "tcp" and self.tls is None and not _is_loopback(parts.hostname or ""):
             raise ValueError(
                 "a tcp:// Docker endpoint off this machine needs `tls:` (ca, cert, key): "
@@ -102,6 +109,12 @@ class InstanceSpec(_Model):
     def _one_way_in(self) -> InstanceSpec:
         if self.local == (self.ssh is not None):
             raise ValueError("give the instance either `ssh:` or `local: true` (exactly one)")
+        urls = (self.docker.url if self.docker else "", self.registry.url if self.registry else "")
+        if not self.local and any(_on_this_machine(u) for u in (*urls, self.console_url)):
+            raise ValueError(
+                "sandbox:// and file:// URLs name folders on the bot's own machine: "
+                "they need `local: true`"
+            )
         return self
 
 
@@ -313,6 +326,11 @@ def _missing_values(
             )
         )
     return problems
+
+
+def _on_this_machine(url: str) -> bool:
+    """A sandbox engine, registry or console: folders the bot reads itself (adapters.sandbox)."""
+    return urlsplit(url).scheme in {"sandbox", "file"}
 
 
 def _is_loopback(host: str) -> bool:

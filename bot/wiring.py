@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
+
+from slack_bolt import App
 
 from adapters.clock import SystemClock
 from adapters.docker_engine import DockerConnector
 from adapters.http_check import RequestsHttpCheck
 from adapters.local import LocalShell
 from adapters.registry import RegistryHttp
+from adapters.sandbox import FileHttpCheck, SandboxConnector, SandboxRegistry
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bot.config import Config, Settings, load_config
 from bot.domain.errors import UserError
+from bot.domain.ports import Directory
+from bot.domain.redaction import Redactor
 from bot.engine.planning import Planner
-from bot.engine.runner import Runner, RunObserver
+from bot.engine.service import Store, UpgradeService
 from bot.engine.session import Ports
+from bot.slack.app import build_app
+from bot.slack.chat import SlackChat, SlackDirectory, slack_client
+from bot.workers import WorkerPool
+from commands.chat import Chat
+from commands.conversation import Conversation
+
+TASK_WORKERS, TASK_QUEUE = 8, 200
+RUN_WORKERS, RUN_QUEUE = 4, 50
 
 
 def build_ports() -> Ports:
     return Ports(
         ssh=ParamikoConnector(),
-        docker=DockerConnector(),
-        registry=RegistryHttp(),
-        http=RequestsHttpCheck(),
+        # sandbox:// and file:// endpoints are folders on this machine (the demo); the rest real
+        docker=SandboxConnector(fallback=DockerConnector()),
+        registry=SandboxRegistry(fallback=RegistryHttp()),
+        http=FileHttpCheck(fallback=RequestsHttpCheck()),
         clock=SystemClock(),
         local_shell=LocalShell,
     )
@@ -42,31 +56,106 @@ def config_path(settings: Settings, given: Path | None) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class App:
-    """What the CLI and the surfaces work with."""
-
-    settings: Settings
-    config: Config
-    ports: Ports
-
-    def planner(self) -> Planner:
-        return Planner(self.config.catalog, self.config.inventory, self.ports)
-
-    @cached_property
-    def store(self) -> SqlRunStore:
-        """One store (one connection pool) for the life of the process."""
-        return SqlRunStore(self.settings.database_url)
-
-    def runner(self, observer: RunObserver | None = None) -> Runner:
-        return Runner(self.store, self.config.inventory, self.ports, observer)
+def load(settings: Settings, config_file: Path | None = None) -> Config:
+    return load_config(config_path(settings, config_file))
 
 
-def build_app(settings: Settings, config_file: Path | None = None) -> App:
-    config = load_config(config_path(settings, config_file))
-    return App(settings=settings, config=config, ports=build_ports())
+def planner(config: Config, ports: Ports) -> Planner:
+    return Planner(config.catalog, config.inventory, ports)
 
 
 def migrate(settings: Settings) -> str:
     """Bring the bot's database to the newest schema; returns the revision reached."""
     return upgrade_schema(settings.database_url)
+
+
+def redactor(settings: Settings, config: Config) -> Redactor:
+    """Everything the bot knows to be secret, so no message or log line can carry it."""
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+        if s
+    ]
+    secrets += [
+        i.registry.password
+        for i in config.inventory.instances()
+        if i.registry and i.registry.password
+    ]
+    return Redactor(secrets)
+
+
+@dataclass
+class Bot:
+    """A running bot's parts, built once; `close` releases them."""
+
+    service: UpgradeService
+    conversation: Conversation
+    tasks: WorkerPool
+    runs: WorkerPool
+    store: Store
+    app: App
+
+    def close(self) -> None:
+        self.tasks.shutdown(wait=False)
+        self.runs.shutdown(wait=True)
+
+
+def build_conversation(
+    config: Config,
+    *,
+    ports: Ports,
+    store: Store,
+    chat: Chat,
+    directory: Directory,
+    progress_interval: float = 1.5,
+) -> tuple[UpgradeService, Conversation, WorkerPool, WorkerPool]:
+    service = UpgradeService(
+        catalog=config.catalog,
+        inventory=config.inventory,
+        ports=ports,
+        store=store,
+        directory=directory,
+    )
+    tasks = WorkerPool("tasks", workers=TASK_WORKERS, queue=TASK_QUEUE)
+    runs = WorkerPool("runs", workers=RUN_WORKERS, queue=RUN_QUEUE)
+    conversation = Conversation(
+        service, chat, runs, monotonic=time.monotonic, progress_interval=progress_interval
+    )
+    return service, conversation, tasks, runs
+
+
+def build_slack_bot(
+    settings: Settings,
+    config: Config,
+    *,
+    ports: Ports | None = None,
+    store: Store | None = None,
+    verify_token: bool = True,
+    progress_interval: float = 1.5,
+) -> Bot:
+    """The Slack bot: Bolt app, conversation, pools, store. Tests may pass their own ports."""
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        raise UserError(
+            "Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET.",
+            "Set both (see README: Install in Slack).",
+        )
+    client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    store = store if store is not None else SqlRunStore(settings.database_url)
+    service, conversation, tasks, runs = build_conversation(
+        config,
+        ports=ports or build_ports(),
+        store=store,
+        chat=SlackChat(client, redactor(settings, config)),
+        directory=SlackDirectory(client),
+        progress_interval=progress_interval,
+    )
+    app = build_app(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        conversation=conversation,
+        tasks=tasks,
+        verify_token=verify_token,
+    )
+    return Bot(
+        service=service, conversation=conversation, tasks=tasks, runs=runs, store=store, app=app
+    )

@@ -1,4 +1,7 @@
-"""`MemoryRunStore`: the run store's in-memory twin, for unit tests and dry runs."""
+"""`MemoryRunStore`: the run store's in-memory twin, for unit tests and dry runs.
+
+Like `SqlRunStore` it also implements `VoteStore`, `EventLog`, `LockStore` and `ThreadStore`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from adapters.run_store_rules import (
     require_limit,
     unknown_run,
 )
+from bot.domain.approval import Decision, Vote
+from bot.domain.conversation import ChatThread, EnvLock
 from bot.domain.plan import Plan
 from bot.domain.run import (
     ACTIVE_STATES,
@@ -46,6 +51,10 @@ class MemoryRunStore:
         self._runs: dict[int, Run] = {}
         self._events: dict[int, list[RunEvent]] = {}
         self._steps: dict[tuple[int, Phase, str], _Stored] = {}
+        self._votes: dict[int, list[Vote]] = {}  # per run, in the order they were added
+        self._seen: dict[str, datetime] = {}
+        self._env_locks: dict[str, EnvLock] = {}
+        self._threads: dict[int, ChatThread] = {}
 
     def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
         at = as_utc(at)
@@ -140,6 +149,73 @@ class MemoryRunStore:
             newest_first = sorted(self._runs.values(), key=lambda r: r.id, reverse=True)
         wanted = set(states)
         return [r for r in newest_first if not wanted or r.state in wanted][:limit]
+
+    def add_vote(self, vote: Vote) -> bool:
+        vote = replace(vote, at=as_utc(vote.at))
+        with self._lock:
+            self._run(vote.run_id)
+            cast = self._votes.setdefault(vote.run_id, [])
+            if any((v.user, v.decision) == (vote.user, vote.decision) for v in cast):
+                return False
+            cast.append(vote)
+            return True
+
+    def remove_vote(self, run_id: int, user: str, decision: Decision) -> bool:
+        with self._lock:
+            self._run(run_id)
+            cast = self._votes.get(run_id, [])
+            kept = [v for v in cast if (v.user, v.decision) != (user, decision)]
+            self._votes[run_id] = kept
+            return len(kept) < len(cast)
+
+    def votes(self, run_id: int) -> list[Vote]:
+        with self._lock:
+            self._run(run_id)
+            cast = list(self._votes.get(run_id, []))
+        # Stable: votes cast at the same instant keep the order they were added in, as in SQL.
+        return sorted(cast, key=lambda v: v.at)
+
+    def first_sighting(self, key: str, at: datetime) -> bool:
+        at = as_utc(at)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = at
+            return True
+
+    def lock(self, lock: EnvLock) -> EnvLock:
+        lock = replace(lock, at=as_utc(lock.at))
+        with self._lock:
+            return self._env_locks.setdefault(lock.environment, lock)
+
+    def unlock(self, environment: str) -> EnvLock | None:
+        with self._lock:
+            return self._env_locks.pop(environment, None)
+
+    def locks(self) -> list[EnvLock]:
+        with self._lock:
+            return sorted(self._env_locks.values(), key=lambda lock: lock.environment)
+
+    def save_thread(self, thread: ChatThread) -> None:
+        with self._lock:
+            self._run(thread.run_id)
+            self._threads[thread.run_id] = thread
+
+    def thread(self, run_id: int) -> ChatThread | None:
+        with self._lock:
+            self._run(run_id)
+            return self._threads.get(run_id)
+
+    def run_at(self, channel: str, ts: str) -> int | None:
+        if not ts:
+            return None  # "" means "no such message" in a thread, not a message to look up
+        with self._lock:
+            found = [
+                t.run_id
+                for t in self._threads.values()
+                if t.channel == channel and ts in (t.plan_ts, t.approval_ts)
+            ]
+        return min(found, default=None)
 
     def _run(self, run_id: int) -> Run:
         try:

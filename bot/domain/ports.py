@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from bot.domain.approval import Decision, Vote
+from bot.domain.conversation import ChatThread, EnvLock
 from bot.domain.inventory import DockerEndpoint, Registry, SshTarget
 from bot.domain.output import CommandResult, LineSink
 from bot.domain.plan import Plan
@@ -154,6 +156,64 @@ class RunStore(Protocol):
 
     def runs(self, *, states: Sequence[RunState] = (), limit: int = 50) -> list[Run]:
         """Newest first, optionally only in the given states."""
+        ...
+
+
+class VoteStore(Protocol):
+    """Votes on runs. At most one vote per (run, user, decision); each call commits."""
+
+    def add_vote(self, vote: Vote) -> bool:
+        """Record a vote; False if that user had already cast that decision on that run."""
+        ...
+
+    def remove_vote(self, run_id: int, user: str, decision: Decision) -> bool:
+        """Withdraw a vote; False if there was none."""
+        ...
+
+    def votes(self, run_id: int) -> list[Vote]:
+        """In the order they were cast."""
+        ...
+
+
+class EventLog(Protocol):
+    """Remembers which incoming events were handled, so retries and duplicates change nothing."""
+
+    def first_sighting(self, key: str, at: datetime) -> bool:
+        """True exactly once per key, across processes sharing the database."""
+        ...
+
+
+class LockStore(Protocol):
+    def lock(self, lock: EnvLock) -> EnvLock:
+        """Lock an environment; if it is locked already, change nothing and return that lock."""
+        ...
+
+    def unlock(self, environment: str) -> EnvLock | None:
+        """Remove the lock; the removed lock, or None if there was none."""
+        ...
+
+    def locks(self) -> list[EnvLock]: ...
+
+
+class ThreadStore(Protocol):
+    """Where each run's conversation lives in chat."""
+
+    def save_thread(self, thread: ChatThread) -> None:
+        """Insert or replace the thread of `thread.run_id`."""
+        ...
+
+    def thread(self, run_id: int) -> ChatThread | None: ...
+
+    def run_at(self, channel: str, ts: str) -> int | None:
+        """The run whose plan or approval message is `ts` in `channel`."""
+        ...
+
+
+class Directory(Protocol):
+    """What the chat workspace knows about people."""
+
+    def group_members(self, group: str) -> frozenset[str]:
+        """The user ids in a user group; raises `OperationalError` if it cannot be read."""
         ...
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.domain.output import Output
 from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus, VerificationResult
-from bot.domain.runbook import StepRole
+from bot.domain.runbook import NoLinesMatching, StepRole
 
 OUTCOMES = {
     RunState.SUCCEEDED: "upgraded and verified",
@@ -33,6 +33,7 @@ class RunReport:
     outcome: str
     backup_path: str | None
     startup_log: Output | None  # from the last phase that read one
+    error_patterns: tuple[str, ...]  # what counts as an error line in that log
     verifications: tuple[CheckedStep, ...]
     steps: tuple[StepResult, ...]
     failed_step: StepResult | None
@@ -43,7 +44,15 @@ class RunReport:
 
 
 def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
-    roles = {p.step.id: p.step.role for p in (*run.plan.steps, *run.plan.rollback)}
+    planned = [p.step for p in (*run.plan.steps, *run.plan.rollback)]
+    roles = {step.id: step.role for step in planned}
+    patterns = {
+        check.pattern
+        for step in planned
+        if step.role is StepRole.STARTUP_LOG
+        for check in step.verifications
+        if isinstance(check, NoLinesMatching)
+    }
     backup = next(
         (
             s.captures[run.plan.backup_capture]
@@ -63,6 +72,7 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         outcome=OUTCOMES.get(run.state, run.state.value.replace("_", " ")),
         backup_path=backup,
         startup_log=logs[-1] if logs else None,
+        error_patterns=tuple(sorted(patterns)),
         verifications=tuple(
             CheckedStep(phase=s.phase, step_title=s.title, result=v)
             for s in steps

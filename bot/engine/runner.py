@@ -35,6 +35,10 @@ class RunObserver(Protocol):
 
     def output_line(self, run: Run, planned: PlannedStep, line: str) -> None: ...
 
+    def finished(self, run: Run) -> None:
+        """The run has ended for now (succeeded, failed, rolled back, ...): the last call."""
+        ...
+
 
 class SilentObserver:
     def state_changed(self, run: Run, reason: str) -> None:
@@ -47,6 +51,9 @@ class SilentObserver:
         pass
 
     def output_line(self, run: Run, planned: PlannedStep, line: str) -> None:
+        pass
+
+    def finished(self, run: Run) -> None:
         pass
 
 
@@ -75,6 +82,11 @@ class Runner:
 
     def execute(self, run_id: int, *, actor: str) -> Run:
         """Run an approved run to its end state. Raises `InstanceBusy` if it cannot start."""
+        run = self._run_to_end(run_id, actor)
+        self._observer.finished(run)
+        return run
+
+    def _run_to_end(self, run_id: int, actor: str) -> Run:
         run = self._store.get(run_id)
         plan = run.plan
         instance = self._inventory.find(plan.product, plan.environment, plan.instance)

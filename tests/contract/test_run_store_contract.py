@@ -5,6 +5,7 @@ PostgreSQL is the test service (`services` fixture): when it cannot start, these
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from adapters.memory.store import MemoryRunStore
 from adapters.sql_engine import create_store_engine
+from adapters.sql_models import Base
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from bot.domain.errors import InstanceBusy, InvalidTransition, UnknownRun
 from bot.domain.plan import Plan
@@ -39,8 +41,17 @@ def postgres_url(services: Services) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+STORES = ["memory", "sqlite", "postgresql"]
+
+
+@contextlib.contextmanager
+def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[MemoryRunStore | SqlRunStore]:
+    """An empty store of the kind `request.param` names, built the same way for every suite.
+
+    PostgreSQL's is the requesting module's `postgres_url` schema, emptied.
+    """
     if request.param == "memory":
         yield MemoryRunStore()
         return
@@ -51,12 +62,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
         url = request.getfixturevalue("postgres_url")
     engine = create_store_engine(url)
     if request.param == "postgresql":
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
         with engine.begin() as connection:  # a clean slate, ids from 1 again
-            connection.execute(text("TRUNCATE runs, run_events, step_results RESTART IDENTITY"))
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     try:
         yield SqlRunStore(engine)
     finally:
         engine.dispose()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStore]:
+    with open_store(request, tmp_path) as opened:
+        yield opened
 
 
 def new_run(store: RunStore, *moves: RunState, instance: str = "studio-1", by: str = "@ana") -> Run:

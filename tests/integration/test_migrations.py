@@ -19,12 +19,16 @@ from adapters.sql_engine import SQLITE_BUSY_TIMEOUT_MS, create_store_engine, mas
 from adapters.sql_models import ACTIVE_INSTANCE_INDEX, Base
 from adapters.sql_schema import alembic_config
 from adapters.sql_store import SqlRunStore, upgrade_schema
+from bot.domain.approval import Decision, Vote
+from bot.domain.conversation import ChatThread
 from bot.domain.errors import StoreOutdated, StoreUnavailable
 from bot.domain.run import ACTIVE_STATES, RunState
 from tests.factories import AT, make_plan
 from tests.hostkit.services import free_port
 
-TABLES = {"alembic_version", "runs", "run_events", "step_results"}
+TABLES_0001 = {"alembic_version", "runs", "run_events", "step_results"}
+TABLES_0002 = {"votes", "processed_events", "env_locks", "chat_threads"}
+TABLES = TABLES_0001 | TABLES_0002
 
 
 @pytest.fixture
@@ -43,11 +47,24 @@ def head() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_head_is_0002_on_top_of_0001() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head() == {"0002"}
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+
+
 def test_upgrade_reaches_head_and_is_idempotent(fresh_url: str, engine: Engine) -> None:
     assert current_revisions(engine) == set()
-    upgrade_schema(fresh_url)
+    assert upgrade_schema(fresh_url) == "0002"
     assert current_revisions(engine) == head()
-    assert set(inspect(engine).get_table_names()) >= TABLES
+    assert set(inspect(engine).get_table_names()) == TABLES
 
     run = SqlRunStore(engine).create(make_plan(), requested_by="@ana", at=AT)
     upgrade_schema(fresh_url)  # again: nothing to do, nothing lost
@@ -115,12 +132,37 @@ def test_an_empty_database_is_outdated_and_the_message_says_how_to_fix_it(engine
     assert "`python -m bot db upgrade`" in str(caught.value)
 
 
+def test_0002_goes_down_to_0001_and_up_again_keeping_the_runs(
+    fresh_url: str, engine: Engine
+) -> None:
+    upgrade_schema(fresh_url)
+    store = SqlRunStore(engine)
+    run = store.create(make_plan(), requested_by="@ana", at=AT)
+    store.save_thread(ChatThread(run_id=run.id, channel="C01", plan_ts="1.1", approval_ts="1.2"))
+    store.add_vote(
+        Vote(run_id=run.id, user="@cy", decision=Decision.APPROVE, plan_digest="d", at=AT, via="")
+    )
+
+    downgrade(engine, "0001")
+    assert current_revisions(engine) == {"0001"}
+    assert set(inspect(engine).get_table_names()) == TABLES_0001
+    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0002"):
+        SqlRunStore(engine)
+
+    assert upgrade_schema(fresh_url) == "0002"
+    assert set(inspect(engine).get_table_names()) == TABLES
+    store = SqlRunStore(engine)
+    assert store.get(run.id) == run  # 0001's tables were left alone
+    assert store.thread(run.id) is None  # 0002's were dropped and made again, empty
+    assert store.votes(run.id) == []
+    store.save_thread(ChatThread(run_id=run.id, channel="C01", plan_ts="1.1", approval_ts="1.2"))
+    assert store.run_at("C01", "1.2") == run.id
+    assert store.first_sighting("Ev01", AT) is True
+
+
 def test_a_database_behind_head_is_outdated(fresh_url: str, engine: Engine) -> None:
     upgrade_schema(fresh_url)
-    with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
+    downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     with pytest.raises(StoreOutdated, match=r"python -m bot db upgrade"):
         SqlRunStore(engine)

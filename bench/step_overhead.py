@@ -1,0 +1,249 @@
+"""Per-step orchestration overhead: ten `echo step N` steps on one host, with and without the bot.
+
+All SSH variants talk to one sshd on loopback started with the test kit's `SshServer` (run as root).
+The bot opens its connection inside `execute`, as a real run does; raw paramiko and OpenSSH connect
+before timing. The bot's store and SSH calls are timed too, to show where `execute` spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from typing import Any
+
+import paramiko  # noqa: TID251 (raw paramiko is the baseline the bot is measured against)
+
+from adapters.clock import SystemClock
+from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
+from adapters.memory.http import MemoryHttpCheck
+from adapters.sql_store import SqlRunStore, upgrade_schema
+from adapters.ssh import ParamikoConnector
+from bot.domain.inventory import Environment, Instance, Inventory, SshTarget
+from bot.domain.output import CommandResult
+from bot.domain.plan import PlannedStep
+from bot.domain.ports import Shell
+from bot.domain.run import Run, RunState, StepResult
+from bot.domain.runbook import ShellAction
+from bot.engine.runner import Runner
+from bot.engine.session import Ports
+from tests.factories import make_plan, make_step
+from tests.hostkit.services import ensure_host_user
+from tests.hostkit.sshd import SshServer
+
+STEPS = 10
+COMMANDS = tuple(f"echo step {n}" for n in range(1, STEPS + 1))
+TARGET_RATIO = 1.2
+Work = Callable[[], object]  # runs the ten commands once
+Ready = Callable[[], Work]  # prepares one repetition, returns the part to be timed
+
+
+class Tally:
+    """The seconds of each call made inside `execute`, by part, one dict per run."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, list[float]]] = []
+        self.recording = False
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield  # an exception ends the benchmark, so there is no need to tally it
+        if self.recording:
+            self.runs[-1].setdefault(name, []).append(time.perf_counter() - start)
+
+
+class TallyingStore(SqlRunStore):
+    """The real store; the calls the runner makes go on the tally."""
+
+    def __init__(self, url: str, tally: Tally) -> None:
+        super().__init__(url)
+        self.tally = tally
+
+    def get(self, run_id: int) -> Run:
+        with self.tally.part("store: read the run"):
+            return super().get(run_id)
+
+    def transition(self, *args: Any, **kwargs: Any) -> Run:
+        with self.tally.part("store: state changes"):
+            return super().transition(*args, **kwargs)
+
+    def record_step(self, result: StepResult) -> None:
+        with self.tally.part("store: step records"):
+            super().record_step(result)
+
+
+class TallyingShell:
+    def __init__(self, inner: Shell, tally: Tally) -> None:
+        self.inner, self.tally = inner, tally
+
+    def run(self, command: str, **options: Any) -> CommandResult:
+        with self.tally.part("ssh: commands"):
+            return self.inner.run(command, **options)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TallyingConnector:
+    def __init__(self, tally: Tally) -> None:
+        self.inner, self.tally = ParamikoConnector(), tally
+
+    def connect(self, target: SshTarget) -> Shell:
+        with self.tally.part("ssh: connect (TCP, key exchange, auth)"):
+            return TallyingShell(self.inner.connect(target), self.tally)
+
+
+def through_the_bot(target: SshTarget, store: SqlRunStore, tally: Tally) -> Ready:
+    """Each repetition gets a new approved run; only `Runner.execute` is timed."""
+    steps = tuple(
+        PlannedStep(number=n, step=make_step(f"echo-{n}", action=ShellAction(command=c)), preview=c)
+        for n, c in enumerate(COMMANDS, 1)
+    )
+    plan = make_plan(steps=steps, rollback=(), environment="bench", instance="host-1")
+    host = Instance(name="host-1", environment="bench", product=plan.product, ssh=target)
+    inventory = Inventory(environments={"bench": Environment(name="bench", instances=(host,))})
+    # Only shell steps: the other ports are never called, so their in-memory twins stand in.
+    ports = Ports(
+        ssh=TallyingConnector(tally),
+        docker=MemoryDockerConnector(),
+        registry=MemoryRegistry(),
+        http=MemoryHttpCheck(),
+        clock=SystemClock(),
+    )
+    runner = Runner(store, inventory, ports)
+
+    def ready() -> Work:
+        tally.recording = False
+        at = ports.clock.now()
+        run_id = store.create(plan, requested_by="U-asker", at=at).id
+        store.transition(run_id, RunState.PLANNED, RunState.AWAITING_APPROVAL, at=at, actor="bot")
+        store.transition(run_id, RunState.AWAITING_APPROVAL, RunState.APPROVED, at=at, actor="U-ok")
+        tally.runs.append({})
+        tally.recording = True
+
+        def work() -> None:
+            if runner.execute(run_id, actor="U-ok").state is not RunState.SUCCEEDED:
+                raise RuntimeError(f"run #{run_id} did not succeed")
+
+        return work
+
+    return ready
+
+
+def each_command(run: Callable[[str], object]) -> Work:
+    def work() -> None:
+        for command in COMMANDS:
+            run(command)
+
+    return work
+
+
+def raw_paramiko(target: SshTarget, stack: ExitStack, *, nodelay: bool) -> Work:
+    sock = socket.create_connection((target.host, target.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))  # 0 is the default
+    client = paramiko.SSHClient()
+    stack.callback(client.close)
+    client.load_host_keys(str(target.known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        target.host, port=target.port, username=target.user, sock=sock, allow_agent=False,
+        look_for_keys=False, pkey=paramiko.PKey.from_path(target.key_file),
+    )  # fmt: skip
+
+    def exec_one(command: str) -> None:
+        _stdin, stdout, stderr = client.exec_command(command)
+        stdout.read()
+        stderr.read()
+        if stdout.channel.recv_exit_status() != 0:
+            raise RuntimeError(f"`{command}` failed over paramiko")
+
+    return each_command(exec_one)
+
+
+def openssh_multiplexed(server: SshServer, control_path: str, stack: ExitStack) -> Work:
+    options = (
+        f"IdentityFile={server.client_key}", "IdentitiesOnly=yes", "BatchMode=yes",
+        f"UserKnownHostsFile={server.known_hosts}", "GlobalKnownHostsFile=/dev/null",
+        "StrictHostKeyChecking=yes", "ControlMaster=auto", f"ControlPath={control_path}",
+        "ControlPersist=60",
+    )  # fmt: skip
+    ssh = ["ssh", "-F", "/dev/null", "-p", str(server.port)]
+    ssh += [arg for option in options for arg in ("-o", option)]
+    login = f"{server.user}@127.0.0.1"
+    # The first call starts the master, which stays in the background (ControlPersist).
+    subprocess.run([*ssh, login, "true"], check=True, stdin=subprocess.DEVNULL, timeout=30)
+    stack.callback(subprocess.run, [*ssh, "-O", "exit", login], capture_output=True, timeout=30)
+    return each_command(lambda c: subprocess.run([*ssh, login, c], capture_output=True, check=True))
+
+
+def measure(ready: Ready, repeat: int) -> list[float]:
+    """Seconds per repetition, after one untimed warm-up (caches, a connection's first channel)."""
+    seconds = []
+    for _ in range(repeat + 1):
+        work = ready()
+        start = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - start)
+    return seconds[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.step_overhead", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per variant (>= 2)")
+    repeat = max(2, parser.parse_args().repeat)
+    ensure_host_user()
+    tally = Tally()
+    with ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+        server = stack.enter_context(SshServer())  # started here, removed at the end
+        target, url = server.target(), f"sqlite:///{workdir}/bot.db"
+        upgrade_schema(url)
+        store = stack.enter_context(closing(TallyingStore(url, tally)))
+        results = {"bot (Runner.execute)": measure(through_the_bot(target, store, tally), repeat)}
+        floor = each_command(lambda c: subprocess.run(["/bin/sh", "-c", c], capture_output=True))
+        results["local /bin/sh -c (floor)"] = measure(lambda: floor, repeat)
+        fast = raw_paramiko(target, stack, nodelay=True)
+        results["paramiko, TCP_NODELAY"] = measure(lambda: fast, repeat)
+        slow = raw_paramiko(target, stack, nodelay=False)
+        results["paramiko, Nagle on"] = measure(lambda: slow, repeat)
+        mux = openssh_multiplexed(server, f"{workdir}/cm", stack)
+        results["OpenSSH ControlMaster"] = measure(lambda: mux, repeat)
+    report(results, tally.runs[1:])
+
+
+def report(results: dict[str, list[float]], runs: list[dict[str, list[float]]]) -> None:
+    print(f"{STEPS} steps of `echo step N` on one host over loopback, {len(runs)} timed runs each")
+    print("bot: Runner, ParamikoConnector, SqlRunStore on a SQLite file (WAL, synchronous=FULL);")
+    print("     docker/registry/http ports are in-memory twins (the plan has shell steps only)\n")
+    print(f"{'variant (ms for all 10 steps)':<31}{'min':>8}{'median':>8}{'p90':>8}")
+    medians = {name: statistics.median(seconds) * 1000 for name, seconds in results.items()}
+    for name, seconds in results.items():
+        p90 = statistics.quantiles(seconds, n=10, method="inclusive")[-1]
+        print(f"{name:<31}{min(seconds) * 1000:>8.1f}{medians[name]:>8.1f}{p90 * 1000:>8.1f}")
+    bot, raw = medians["bot (Runner.execute)"], medians["paramiko, TCP_NODELAY"]
+    verdict = "within" if bot / raw <= TARGET_RATIO else "over"
+    print(f"\nbot / paramiko, TCP_NODELAY: {bot / raw:.2f}x ({verdict} the {TARGET_RATIO}x target)")
+    print(f"bot's overhead per step over it: {(bot - raw) / STEPS:.1f} ms")
+    # The first command of a run opens the first channel of a new connection: shown apart.
+    for run in runs:
+        first, *others = run.pop("ssh: commands")
+        run["ssh: first command"], run["ssh: the other commands"] = [first], others
+    total = statistics.fmean(results["bot (Runner.execute)"]) * 1000
+    print(f"\nwhere `execute` spends its time (mean of the timed runs, {total:.1f} ms):")
+    parts = {name: statistics.fmean(sum(run[name]) for run in runs) * 1000 for name in runs[0]}
+    parts["engine, runner and the rest"] = total - sum(parts.values())
+    for name, ms in sorted(parts.items()):
+        calls = f"{len(runs[0][name]):>3} calls" if name in runs[0] else ""
+        print(f"  {name:<40}{ms:>7.1f} ms {calls}")
+    each = parts["ssh: the other commands"] / (STEPS - 1)
+    print(f"a command once connected: ParamikoShell.run {each:.2f} ms, exec_command {raw / 10:.2f}")
+
+
+if __name__ == "__main__":
+    main()

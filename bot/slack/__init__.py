@@ -1,0 +1,1 @@
+"""The Slack surface: Block Kit renderings of the conversation's views."""

@@ -1,0 +1,204 @@
+"""The end of a run: outcome, backup, failure, start-up log, verifications and durations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bot.domain.output import Output
+from bot.domain.run import Phase, RunState, StepResult
+from bot.engine.report import RunReport
+from bot.slack.blocks_kit import (
+    Block,
+    code_block,
+    context,
+    count,
+    divider,
+    duration,
+    fields,
+    header,
+    inline_code,
+    line_sections,
+    mention,
+    passage,
+    phrase,
+    section,
+    slack_date,
+)
+from bot.slack.blocks_plan import versions
+from bot.slack.blocks_run import (
+    RESULT_EMOJI,
+    STATE_EMOJI,
+    output_blocks,
+    run_title,
+    step_headline,
+    step_number,
+    verdict,
+)
+from commands.views import SummaryView
+
+ERROR_MARK = "!! "  # prefixes a start-up log line that matches an error pattern
+PLAIN_MARK = "   "
+LOG_LINES = 25
+EARLIER_ERRORS = 5
+FAILED_TAIL_LINES = 20
+STEP_LINES = 40
+VERIFICATION_LINES = 30
+
+
+def summary_blocks(report: RunReport) -> list[Block]:
+    run, plan = report.run, report.run.plan
+    return [
+        header(
+            f"Run #{run.id}: {plan.product_title} {versions(plan.from_version, plan.to_version)}"
+        ),
+        section(f"{STATE_EMOJI[run.state]} *{phrase(report.outcome, 500)}*"),
+        *report_blocks(report),
+    ]
+
+
+def report_blocks(report: RunReport) -> list[Block]:
+    """Facts, backup, failure, start-up log, verifications and durations of a run."""
+    run, plan = report.run, report.run.plan
+    blocks = [
+        fields(
+            [
+                ("Product", phrase(plan.product_title, 300)),
+                ("Instance", f"{phrase(plan.instance_key, 300)} ({phrase(plan.address, 300)})"),
+                ("Versions", phrase(versions(plan.from_version, plan.to_version), 300)),
+                ("Strategy", phrase(plan.strategy, 300)),
+                ("Requested by", mention(run.requested_by)),
+                ("Took", duration(_took(report.steps))),
+            ]
+        ),
+    ]
+    if report.backup_path:
+        blocks.append(section(f":floppy_disk: *Backup:* {inline_code(report.backup_path, 1000)}"))
+    elif report.steps:
+        blocks.append(section(":warning: *No backup was taken.*"))
+    if report.failed_step is not None:
+        blocks += failure_blocks(report, report.failed_step)
+    if report.startup_log is not None:
+        blocks += startup_log_blocks(report.startup_log, report.error_patterns)
+    if report.verifications:
+        checked = report.verifications
+        if len(checked) > VERIFICATION_LINES:  # keep the failures when some must be left out
+            checked = tuple(sorted(checked, key=lambda c: c.result.passed))[:VERIFICATION_LINES]
+        checks = [
+            f"{verdict(c.result.passed)} {phrase(c.result.description, 300)}: "
+            f"{phrase(c.result.evidence, 500)}"
+            f"{' _(rollback)_' if c.phase is Phase.ROLLBACK else ''}"
+            for c in checked
+        ]
+        blocks += line_sections(
+            checks,
+            budget=2000,
+            noun="verification",
+            title="*Verifications*",
+            total=len(report.verifications),
+        )
+    if report.steps:
+        blocks.append(divider())
+        durations = [
+            f"{RESULT_EMOJI[s.status]} {step_number(s.phase, s.number)}. "
+            f"{phrase(s.title)} — {duration(s.duration)}"
+            for s in report.steps[:STEP_LINES]
+        ]
+        blocks += line_sections(
+            durations, budget=2500, noun="step", title="*Steps*", total=len(report.steps)
+        )
+    blocks.append(
+        context(f"Plan {inline_code(plan.digest)} · last change {slack_date(run.updated_at)}")
+    )
+    return blocks
+
+
+def _took(steps: Sequence[StepResult]) -> float | None:
+    ends = [s.finished_at for s in steps if s.finished_at is not None]
+    if not steps or not ends:
+        return None
+    return (max(ends) - min(s.started_at for s in steps)).total_seconds()
+
+
+def failure_blocks(report: RunReport, failed: StepResult) -> list[Block]:
+    blocks = [
+        section(
+            f":x: {step_headline(failed, markup=True)}\n"
+            f"{phrase(failed.title)}" + (f"\n{passage(failed.error, 800)}" if failed.error else "")
+        )
+    ]
+    blocks += output_blocks(failed, FAILED_TAIL_LINES, caption="Output tail")
+    hint = _rollback_hint(report)
+    if hint:
+        blocks.append(section(hint))
+    return blocks
+
+
+def _rollback_hint(report: RunReport) -> str:
+    plan, state = report.run.plan, report.run.state
+    if state is not RunState.FAILED:
+        return ""  # rolled back, or the outcome sentence already says what happened
+    if not plan.rollback:
+        return ":leftwards_arrow_with_hook: This strategy has no rollback steps; restore by hand."
+    if plan.auto_rollback:
+        return (
+            ":information_source: Not rolled back: the failure came before the first destructive "
+            "step, so the instance was not changed."
+        )
+    return (
+        f":leftwards_arrow_with_hook: The rollback ({count(len(plan.rollback), 'step')}) runs "
+        "only on request, after a new approval."
+    )
+
+
+def _patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error:
+            compiled.append(re.compile(re.escape(pattern)))  # validated runbooks never get here
+    return compiled
+
+
+def startup_log_blocks(log: Output, patterns: Sequence[str]) -> list[Block]:
+    checks = _patterns(patterns)
+    lines = log.text.splitlines()
+    errors = [i for i, line in enumerate(lines) if any(c.search(line) for c in checks)]
+    wanted = lines[-LOG_LINES:]
+    first = len(lines) - len(wanted)
+    marks = set(errors)
+    marked = [
+        (ERROR_MARK if first + i in marks else PLAIN_MARK) + line for i, line in enumerate(wanted)
+    ]
+    excerpt = code_block(marked, limit=2600)
+    shown_from = len(lines) - excerpt.shown
+    note = (
+        f"{count(len(errors), 'error line')}, marked `{ERROR_MARK.strip()}`"
+        if errors
+        else "no error lines"
+    )
+    blocks = [
+        section(
+            f"*Start-up log* (last {min(excerpt.shown, log.total_lines)} of "
+            f"{count(log.total_lines, 'line')}; {note})\n"
+            f"{excerpt.text}"
+        )
+    ]
+    earlier = [i for i in errors if i < shown_from]
+    if earlier:
+        lines_before = [ERROR_MARK + lines[i] for i in earlier[:EARLIER_ERRORS]]
+        early = code_block(lines_before, limit=1500, from_end=False)
+        blocks.append(
+            section(
+                f"*Error lines before the excerpt* (first {early.shown} of {len(earlier)})\n"
+                f"{early.text}"
+            )
+        )
+    return blocks
+
+
+def summary_text(view: SummaryView) -> str:
+    report = view.report
+    backup = f" Backup: {report.backup_path}" if report.backup_path else ""
+    return f"Run #{report.run.id} {run_title(report.run)}: {report.outcome}.{backup}"

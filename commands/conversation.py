@@ -1,0 +1,341 @@
+"""The conversation, surface-neutral: commands, votes and runs, told through a `Chat`.
+
+Slack listeners and the console call these methods from a worker (never from the thread that
+must acknowledge Slack). What to say and where (channel, thread, or the user alone) is decided
+here; how it looks is the surface's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from bot.domain.approval import Decision
+from bot.domain.conversation import ChatThread
+from bot.domain.errors import BotError, OperationalError
+from bot.domain.run import Run, RunState
+from bot.engine.planning import UpgradeRequest
+from bot.engine.report import build_report
+from bot.engine.service import UpgradeService
+from commands.chat import Chat
+from commands.grammar import (
+    Cancel,
+    Help,
+    History,
+    Lock,
+    Status,
+    Unlock,
+    Upgrade,
+    parse,
+)
+from commands.progress import ThreadNotifier
+from commands.views import (
+    ApprovalView,
+    HelpView,
+    HomeView,
+    Notice,
+    PlanView,
+    RunDetailView,
+    RunListView,
+    Tone,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Submitter(Protocol):
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
+
+
+class Conversation:
+    def __init__(
+        self,
+        service: UpgradeService,
+        chat: Chat,
+        runs: Submitter,
+        *,
+        monotonic: Callable[[], float],
+        progress_interval: float = 1.5,
+    ) -> None:
+        self.service = service
+        self._chat = chat
+        self._runs = runs
+        self._monotonic = monotonic
+        self._interval = progress_interval
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def command(self, text: str, *, user: str, channel: str) -> None:
+        """Handle the text of one `/upgrade` command."""
+        with self._replying(channel, user):
+            match parse(text):
+                case Help():
+                    self._whisper(channel, user, self._help())
+                case Upgrade() as upgrade:
+                    self._upgrade(upgrade, user=user, channel=channel)
+                case Status(run_id=None):
+                    runs = self.service.active() + [a.run for a in self.service.awaiting()]
+                    self._whisper(
+                        channel,
+                        user,
+                        RunListView(
+                            title="Active and awaiting approval",
+                            runs=tuple(runs),
+                            empty="Nothing is running or waiting for approval.",
+                        ),
+                    )
+                case Status(run_id=run_id) if run_id is not None:
+                    self._whisper(channel, user, self._detail(run_id))
+                case History(product=product, environment=environment):
+                    runs = self.service.history(product=product, environment=environment)
+                    self._whisper(channel, user, RunListView(title="Recent runs", runs=tuple(runs)))
+                case Cancel(run_id=run_id):
+                    run = self.service.cancel(run_id, user=user)
+                    self._tell_thread(
+                        run.id,
+                        Notice(
+                            text=f"Run #{run.id} was cancelled by <@{user}>.", tone=Tone.WARNING
+                        ),
+                    )
+                    self._refresh_approval(run.id)
+                case Lock(environment=environment, reason=reason):
+                    lock = self.service.lock(environment, user=user, reason=reason)
+                    self._chat.post(
+                        channel,
+                        Notice(
+                            text=f":lock: {lock.environment} is locked by <@{lock.locked_by}>: "
+                            f"{lock.reason}. No upgrade starts there until "
+                            f"`/upgrade unlock {lock.environment}`.",
+                            tone=Tone.WARNING,
+                        ),
+                    )
+                case Unlock(environment=environment):
+                    removed = self.service.unlock(environment, user=user)
+                    text = (
+                        f":unlock: {environment} was unlocked by <@{user}>."
+                        if removed
+                        else f"{environment} was not locked."
+                    )
+                    self._chat.post(channel, Notice(text=text))
+
+    def _upgrade(self, command: Upgrade, *, user: str, channel: str) -> None:
+        request = UpgradeRequest(
+            product=command.product,
+            version=command.version,
+            environment=command.environment,
+            instance=command.instance,
+            strategy=command.strategy,
+            allow_downgrade=command.allow_downgrade,
+        )
+        if command.dry_run:
+            plan = self.service.plan(request)
+            self._whisper(channel, user, PlanView(plan=plan, requested_by=user))
+            return
+        approval = self.service.request(request, requester=user)
+        run = approval.run
+        plan_ts = self._chat.post(
+            channel, PlanView(plan=run.plan, requested_by=user, run_id=run.id)
+        )
+        approval_ts = self._chat.post(channel, ApprovalView(approval=approval), thread_ts=plan_ts)
+        self.service.store.save_thread(
+            ChatThread(run_id=run.id, channel=channel, plan_ts=plan_ts, approval_ts=approval_ts)
+        )
+        if run.state is RunState.APPROVED:
+            self.start(run.id)
+
+    # -- votes ----------------------------------------------------------------------------------
+
+    def vote(
+        self,
+        *,
+        user: str,
+        channel: str,
+        ts: str,
+        decision: Decision,
+        via: str,
+        run_id: int | None = None,
+        digest: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        """A vote by button (run id and digest known) or by reaction (found by message)."""
+        run_id = run_id or self.service.store.run_at(channel, ts)
+        if run_id is None or not self._first(event_id):
+            return  # a reaction on another message, or a retry of an event already handled
+        with self._replying(channel, user):
+            outcome = self.service.vote(
+                run_id, user=user, decision=decision, digest=digest, via=via
+            )
+            if not outcome.counted:
+                return
+            tally = outcome.approval.tally
+            verb = "approved" if decision is Decision.APPROVE else "rejected"
+            self._tell_thread(
+                run_id,
+                Notice(
+                    text=f"<@{user}> {verb} run #{run_id} "
+                    f"({len(tally.approved_by)} of {tally.required} approvals).",
+                    tone=Tone.SUCCESS if decision is Decision.APPROVE else Tone.WARNING,
+                ),
+            )
+            self._refresh_approval(run_id)
+            if outcome.now_approved:
+                self.start(run_id)
+
+    def withdraw(
+        self,
+        *,
+        user: str,
+        channel: str,
+        ts: str,
+        decision: Decision,
+        event_id: str | None = None,
+    ) -> None:
+        """A removed reaction: the vote is withdrawn if the run has not been decided yet."""
+        run_id = self.service.store.run_at(channel, ts)
+        if run_id is None or not self._first(event_id):
+            return
+        with self._replying(channel, user):
+            if self.service.withdraw(run_id, user=user, decision=decision) is not None:
+                self._tell_thread(
+                    run_id,
+                    Notice(text=f"<@{user}> withdrew their {decision.value} of run #{run_id}."),
+                )
+                self._refresh_approval(run_id)
+
+    def expire_due(self) -> None:
+        for run in self.service.expire_due():
+            self._tell_thread(
+                run.id,
+                Notice(
+                    text=f"Run #{run.id} expired: it was not approved in time. Nothing was run. "
+                    "Ask again with `/upgrade` if it is still wanted.",
+                    tone=Tone.WARNING,
+                ),
+            )
+            self._refresh_approval(run.id)
+
+    def tell_interrupted(self, run: Run) -> None:
+        """After a restart: say in its thread that a run was cut off and what that means."""
+        reason = self.service.store.events(run.id)[-1].reason
+        self._tell_thread(
+            run.id,
+            Notice(
+                text=f":warning: Run #{run.id} was interrupted: {reason} Nothing will be re-run "
+                "without a person deciding it.",
+                tone=Tone.ERROR,
+            ),
+        )
+
+    def home(self, user: str) -> None:
+        view = HomeView(
+            user=user,
+            active=tuple(self.service.active()),
+            awaiting=tuple(self.service.awaiting()),
+            recent=tuple(self.service.history(limit=10)),
+        )
+        self._chat.publish_home(user, view)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self, run_id: int) -> None:
+        """Hand an approved run to the run pool."""
+        try:
+            self._runs.submit(self._execute, run_id)
+        except RuntimeError:
+            self._tell_thread(
+                run_id,
+                Notice(
+                    text=f"Run #{run_id} is approved but the bot is running as many upgrades as it "
+                    "may; it did not start. Ask again when one has finished.",
+                    tone=Tone.ERROR,
+                ),
+            )
+
+    def _execute(self, run_id: int) -> None:
+        store = self.service.store
+        thread = store.thread(run_id)
+        if thread is None:
+            log.error("run %s has no chat thread; it is not started", run_id)
+            return
+        notifier = ThreadNotifier(
+            self._chat, thread, store, self.service.clock, self._monotonic, interval=self._interval
+        )
+        try:
+            store.save_thread(notifier.start(store.get(run_id)))
+            self.service.execute(run_id, notifier)
+        except BotError as exc:
+            self._tell_thread(run_id, Notice(text=str(exc), tone=Tone.ERROR))
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("run %s failed inside the bot (reference %s)", run_id, reference)
+            self._tell_thread(
+                run_id,
+                Notice(
+                    text=f"Sorry, the bot hit an internal error running #{run_id} (reference "
+                    f"{reference}). Check `/upgrade status {run_id}` before doing anything else.",
+                    tone=Tone.ERROR,
+                ),
+            )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _help(self) -> HelpView:
+        products = tuple(
+            f"{r.product} ({', '.join(r.aliases)})" if r.aliases else r.product
+            for r in self.service.catalog.runbooks
+        )
+        return HelpView(products=products, environments=tuple(self.service.inventory.environments))
+
+    def _detail(self, run_id: int) -> RunDetailView:
+        run = self.service.run(run_id)
+        approval = self.service.approval(run) if run.state is RunState.AWAITING_APPROVAL else None
+        return RunDetailView(
+            report=build_report(run, self.service.store.steps(run_id)), approval=approval
+        )
+
+    def _first(self, event_id: str | None) -> bool:
+        return event_id is None or self.service.store.first_sighting(
+            event_id, self.service.clock.now()
+        )
+
+    def _refresh_approval(self, run_id: int) -> None:
+        thread = self.service.store.thread(run_id)
+        if thread is not None and thread.approval_ts:
+            approval = self.service.approval(self.service.run(run_id))
+            self._chat.update(thread.channel, thread.approval_ts, ApprovalView(approval=approval))
+
+    def _tell_thread(self, run_id: int, notice: Notice) -> None:
+        thread = self.service.store.thread(run_id)
+        if thread is not None:
+            self._chat.post(thread.channel, notice, thread_ts=thread.plan_ts)
+
+    def _whisper(self, channel: str, user: str, view: Any) -> None:
+        self._chat.post_ephemeral(channel, user, view)
+
+    @contextlib.contextmanager
+    def _replying(self, channel: str, user: str) -> Iterator[None]:
+        """User mistakes and refusals answer the user alone; bugs get a reference."""
+        try:
+            yield
+        except OperationalError as exc:
+            text = str(exc)
+            if exc.result is not None and exc.result.tail(5):
+                text += f"\nLast output:\n{exc.result.tail(5)}"
+            self._whisper(channel, user, Notice(text=text, tone=Tone.ERROR))
+        except BotError as exc:
+            self._whisper(channel, user, Notice(text=str(exc), tone=Tone.WARNING))
+        except Exception:
+            reference = uuid.uuid4().hex[:8]
+            log.exception("unexpected error for %s in %s (reference %s)", user, channel, reference)
+            self._whisper(
+                channel,
+                user,
+                Notice(
+                    text=f"Sorry, something went wrong inside the bot (reference {reference}).",
+                    tone=Tone.ERROR,
+                ),
+            )

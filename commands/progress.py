@@ -1,0 +1,192 @@
+"""Posting a run's progress to its thread: one message edited in place, a reply per step, a summary.
+
+Edits are throttled: a change within `interval` of the last edit is held and sent when the
+interval is over (a timer), so a quick succession of steps costs one edit, a long step never
+leaves an old state showing, and the final state is always sent at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.domain.conversation import ChatThread
+from bot.domain.plan import PlannedStep
+from bot.domain.ports import Clock, RunStore
+from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
+from bot.engine.report import build_report
+from commands.chat import Chat
+from commands.views import (
+    ProgressView,
+    StepLine,
+    StepState,
+    StepView,
+    SummaryView,
+)
+
+log = logging.getLogger(__name__)
+
+UPLOAD_OVER_LINES = 40  # a step whose output is longer than this also goes up as a file
+
+
+class Throttle:
+    """Calls `send` at most once per `interval` seconds; the last value held is never lost."""
+
+    def __init__(
+        self,
+        send: Callable[[ProgressView], None],
+        interval: float,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._pending: ProgressView | None = None
+        self._last = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def offer(self, view: ProgressView, *, urgent: bool = False) -> None:
+        now = self._monotonic()
+        with self._lock:
+            self._pending = view
+            wait = self._last + self._interval - now
+            if urgent or wait <= 0:
+                self._cancel_timer()
+                self._flush_locked(now)
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._flush_later)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._flush_locked(self._monotonic())
+
+    def _flush_locked(self, now: float) -> None:
+        view, self._pending = self._pending, None
+        if view is not None:
+            self._last = now
+            try:
+                self._send(view)
+            except Exception:  # a failed edit must not stop the run it reports on
+                log.exception("could not update the progress of run %s", view.run.id)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ThreadNotifier:
+    """A `RunObserver` that tells a run's thread what happens, as it happens."""
+
+    def __init__(
+        self,
+        chat: Chat,
+        thread: ChatThread,
+        store: RunStore,
+        clock: Clock,
+        monotonic: Callable[[], float],
+        *,
+        interval: float = 1.5,
+    ) -> None:
+        self._chat = chat
+        self._thread = thread
+        self._store = store
+        self._clock = clock
+        self._throttle = Throttle(self._edit, interval, monotonic)
+        self._lines: dict[tuple[Phase, int], StepLine] = {}
+
+    def start(self, run: Run) -> ChatThread:
+        """Post the progress message (before the first step) and return the updated thread."""
+        for planned in run.plan.steps:
+            self._set(Phase.UPGRADE, planned, StepState.PENDING)
+        ts = self._chat.post(self._thread.channel, self._view(run), thread_ts=self._thread.plan_ts)
+        self._thread = ChatThread(
+            run_id=run.id,
+            channel=self._thread.channel,
+            plan_ts=self._thread.plan_ts,
+            approval_ts=self._thread.approval_ts,
+            progress_ts=ts,
+        )
+        return self._thread
+
+    # -- RunObserver ------------------------------------------------------------------------------
+
+    def state_changed(self, run: Run, reason: str) -> None:
+        if run.state is RunState.ROLLING_BACK:
+            for planned in run.plan.rollback:
+                self._set(Phase.ROLLBACK, planned, StepState.PENDING)
+        self._throttle.offer(self._view(run))
+
+    def finished(self, run: Run) -> None:
+        self._throttle.offer(self._view(run), urgent=True)
+        self._post(SummaryView(report=build_report(run, self._store.steps(run.id))), broadcast=True)
+
+    def step_started(self, run: Run, phase: Phase, planned: PlannedStep) -> None:
+        self._set(phase, planned, StepState.RUNNING)
+        self._throttle.offer(self._view(run))
+
+    def step_finished(self, run: Run, result: StepResult) -> None:
+        state = StepState.SUCCEEDED if result.status is StepStatus.SUCCEEDED else StepState.FAILED
+        key = (result.phase, result.number)
+        if key in self._lines:
+            line = self._lines[key]
+            self._lines[key] = StepLine(
+                phase=line.phase,
+                number=line.number,
+                title=line.title,
+                state=state,
+                seconds=result.duration,
+            )
+        self._throttle.offer(self._view(run))
+        self._post(StepView(run_id=run.id, result=result))
+        output = result.result
+        if output is not None and (
+            output.stdout.total_lines + output.stderr.total_lines > UPLOAD_OVER_LINES
+        ):
+            text = output.stdout.text + (
+                "\n--- stderr ---\n" + output.stderr.text if output.stderr.total_bytes else ""
+            )
+            try:
+                self._chat.upload(
+                    self._thread.channel,
+                    self._thread.plan_ts,
+                    filename=f"run-{run.id}-{result.phase}-{result.step_id}.log",
+                    content=text,
+                    title=f"Output of {result.step_id}",
+                )
+            except Exception:
+                log.exception(
+                    "could not upload the output of run %s step %s", run.id, result.step_id
+                )
+
+    def output_line(self, run: Run, planned: PlannedStep, line: str) -> None:
+        pass  # the excerpt comes with the step's reply; lines would only cost edits
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _post(self, view: StepView | SummaryView, *, broadcast: bool = False) -> None:
+        try:
+            self._chat.post(
+                self._thread.channel, view, thread_ts=self._thread.plan_ts, broadcast=broadcast
+            )
+        except Exception:
+            log.exception("could not post to the thread of run %s", self._thread.run_id)
+
+    def _set(self, phase: Phase, planned: PlannedStep, state: StepState) -> None:
+        self._lines[(phase, planned.number)] = StepLine(
+            phase=phase, number=planned.number, title=planned.step.title, state=state
+        )
+
+    def _view(self, run: Run) -> ProgressView:
+        return ProgressView(
+            run=run, steps=tuple(self._lines.values()), updated_at=self._clock.now()
+        )
+
+    def _edit(self, view: ProgressView) -> None:
+        if self._thread.progress_ts:
+            self._chat.update(self._thread.channel, self._thread.progress_ts, view)

@@ -1,0 +1,139 @@
+"""What the conversation says, independent of how a surface shows it.
+
+Each view is a frozen record of domain data. `bot/slack/blocks.py` turns views into Block Kit,
+`bot/console/render.py` into terminal text; both are pure functions of these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.domain.plan import Plan
+from bot.domain.run import Phase, Run, RunState, StepResult
+from bot.engine.report import RunReport
+from bot.engine.service import Approval
+
+
+class Tone(StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """One or two sentences: a reply, a refusal, or news in a thread."""
+
+    text: str
+    tone: Tone = Tone.INFO
+
+
+@dataclass(frozen=True, kw_only=True)
+class HelpView:
+    products: tuple[str, ...]  # "myst-studio (myst)", ...
+    environments: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanView:
+    """The plan, posted in the channel (or shown to the requester alone for a dry run)."""
+
+    plan: Plan
+    requested_by: str
+    run_id: int | None = None  # None for a dry run
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalView:
+    """The approval request in the plan's thread; `open` shows the Approve/Reject buttons."""
+
+    approval: Approval
+
+    @property
+    def open(self) -> bool:
+        return self.approval.run.state is RunState.AWAITING_APPROVAL
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepLine:
+    phase: Phase
+    number: int
+    title: str
+    state: StepState
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressView:
+    """The one progress message of a run, edited in place as steps start and end."""
+
+    run: Run
+    steps: tuple[StepLine, ...]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepView:
+    """A finished step, replied in the thread with a bounded excerpt of its output."""
+
+    run_id: int
+    result: StepResult
+    excerpt_lines: int = 15
+
+
+@dataclass(frozen=True, kw_only=True)
+class SummaryView:
+    """The end of a run, in the channel: outcome, backup, start-up log, evidence, durations."""
+
+    report: RunReport
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunDetailView:
+    """`/upgrade status <run>`: one run in full."""
+
+    report: RunReport
+    approval: Approval | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunListView:
+    """`/upgrade status` and `/upgrade history`: runs, one line each."""
+
+    title: str
+    runs: tuple[Run, ...]
+    empty: str = "No runs."
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeView:
+    """The App Home tab of one user."""
+
+    user: str
+    active: tuple[Run, ...]
+    awaiting: tuple[Approval, ...]
+    recent: tuple[Run, ...]
+
+
+View = (
+    Notice
+    | HelpView
+    | PlanView
+    | ApprovalView
+    | ProgressView
+    | StepView
+    | SummaryView
+    | RunDetailView
+    | RunListView
+    | HomeView
+)
