@@ -36,7 +36,7 @@ class Deployment:
             "default_environment: prod\n"
             "environments:\n"
             "  prod:\n"
-            "    policy: {approvers: [U2], approvals_required: 1}\n"
+            "    policy: {approvers: [U0BOB0001, U0CAROL01], approvals_required: 1}\n"
             "    instances:\n"
             "      - name: myst-prod\n"
             "        product: myst\n"

@@ -15,6 +15,7 @@ from bot.domain.inventory import (
     Environment,
     Instance,
     Inventory,
+    Policy,
     Registry,
     SshTarget,
 )
@@ -47,6 +48,7 @@ class MemoryWorld:
     http: MemoryHttpCheck
     clock: FakeClock = field(default_factory=FakeClock)
     store: MemoryRunStore = field(default_factory=MemoryRunStore)
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def instance(self) -> Instance:
@@ -67,7 +69,8 @@ class MemoryWorld:
             image=IMAGE,
             console_url=CONSOLE,
         )
-        return Inventory(environments={"prod": Environment(name="prod", instances=(instance,))})
+        environment = Environment(name="prod", instances=(instance,), policy=self.policy)
+        return Inventory(environments={"prod": environment})
 
     @property
     def ports(self) -> Ports:
@@ -86,7 +89,7 @@ class MemoryWorld:
         return Runner(self.store, self.inventory, self.ports, observer)
 
 
-def myst_world() -> MemoryWorld:
+def myst_world(policy: Policy | None = None) -> MemoryWorld:
     """myst-prod runs 3.9.0.3; 3.9.0.3, 3.9.1 and 3.10.0 are in the registry; every script works."""
     registry = MemoryRegistry()
     for version in ("3.9.0.3", "3.9.1", "3.10.0"):
@@ -106,4 +109,11 @@ def myst_world() -> MemoryWorld:
     shell.on(r"/bin/update-database\.sh", stdout="Restored\n")
     http = MemoryHttpCheck()
     http.set_page(CONSOLE, console_page("3.9.1"))
-    return MemoryWorld(shell=shell, shells=shells, engine=engine, registry=registry, http=http)
+    return MemoryWorld(
+        shell=shell,
+        shells=shells,
+        engine=engine,
+        registry=registry,
+        http=http,
+        policy=policy or Policy(),
+    )
