@@ -1,4 +1,4 @@
-"""The MyST Studio upgrade asked for in Slack, run over real SSH and Docker, stored in PostgreSQL."""
+"""The MyST Studio upgrade asked for in Slack, run over real SSH and Docker, kept in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_upgrade_requested_approved_and_reported_in_slack(
         store = SqlRunStore(url)
         bot = slack_bot_factory(myst_deployment.config(), store=store, database_url=url)
 
-        status, body = bot.command("myst 3.9.1 env=prod")
+        status, _body = bot.command("myst 3.9.1 env=prod")
         assert status == 200
         plan = wait_for("the plan", lambda: bot.plan_messages())[-1]
         assert f"{START_VERSION}" in text_of(plan)

@@ -65,7 +65,8 @@ def test_from_slash_command_to_verified_upgrade(slack_bot_factory, world: Memory
     for expected in ("3.9.0.3", "3.9.1", "prod", "in-place", "2-5 minutes", "pull.sh 3.9.1"):
         assert expected in plan
     approval = text_of(bot.emulator.message(CHANNEL, approval_ts))
-    assert f"<@{BOB}>" in approval and APPROVE_ACTION in approval
+    assert f"<@{BOB}>" in approval
+    assert APPROVE_ACTION in approval
 
     assert bot.react(BOB, "white_check_mark", plan_ts) == 200
     summary = wait_for(
@@ -207,7 +208,8 @@ def test_help_status_and_history(bot: SlackBot):
         "three answers", lambda: len(bot.ephemeral_texts(ALICE)) >= 3 and bot.ephemeral_texts(ALICE)
     )
     joined = "\n".join(texts)
-    assert "/upgrade" in joined and "myst-studio" in joined
+    assert "/upgrade" in joined
+    assert "myst-studio" in joined
 
 
 def test_lock_stops_new_upgrades_until_unlocked(bot: SlackBot):
