@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := docker.io docker-registry openssh-server busybox-static postgresql \
                    postgresql-client procps
 
-.PHONY: setup system venv check test services services-down format
+.PHONY: setup system venv check test services services-down format demo
 
 setup: system venv
 
@@ -34,6 +34,9 @@ services: venv
 
 services-down:
 	$(PY) -m tests.hostkit down
+
+demo: venv
+	$(PY) -m bot demo
 
 test: setup services
 	$(PY) -m pytest

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from bot import wiring
-from bot.config import Settings
+from bot.config import Settings, load_config
+from bot.console.session import ConsoleSession
+from bot.demo import run_demo
 from bot.domain.errors import ConfigError, OperationalError, SafetyRefusal, UserError
 from bot.engine.planning import UpgradeRequest
 from bot.engine.preflight import preflight
+from bot.sandbox import create_sandbox
 from bot.server import serve
 from commands.text import findings_text, plan_text
 
 log = logging.getLogger("bot")
 
+SANDBOX = Path("var/sandbox")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -51,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
         "--host",
         default="127.0.0.1",
         help="HTTP mode: address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+
+    sub.add_parser("console", help="the Slack conversation in this terminal (no Slack needed)")
+    sub.add_parser("demo", help="play a whole upgrade on a sandbox: no Slack, Docker or network")
+    sandbox = sub.add_parser("sandbox", help="lay out a sandbox MyST Studio and print its config")
+    sandbox.add_argument(
+        "folder",
+        type=Path,
+        nargs="?",
+        default=SANDBOX,
+        help=f"where (default {SANDBOX}; must be empty or new)",
     )
 
     db = sub.add_parser("db", help="the bot's own database")
@@ -91,6 +109,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         revision = wiring.migrate(settings)
         print(f"The database is at revision {revision}.")
         return 0
+    if args.command == "demo":
+        return run_demo(Console())
+    if args.command == "sandbox":
+        written = create_sandbox(args.folder)
+        print(f"Sandbox MyST Studio laid out in {args.folder}.")
+        print(f"Use it with: BOT_CONFIG={written} python -m bot console   (or serve)")
+        return 0
+    if args.command == "console":
+        return console(settings, args.config)
     config = wiring.load(settings, args.config)
     if args.command == "serve":
         return serve(settings, config, port=args.port, host=args.host)
@@ -117,3 +144,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     print(plan_text(wiring.planner(config, wiring.build_ports()).build(request)))
     print("Nothing was run: this is the plan only.")
     return 0
+
+
+def console(settings: Settings, config_file: Path | None) -> int:
+    """The conversation in this terminal, on the config given or else on a local sandbox."""
+    path = config_file or settings.bot_config
+    if path is None:
+        path = SANDBOX / "config.yaml"
+        if not path.exists():
+            create_sandbox(SANDBOX)
+        print(f"No BOT_CONFIG: using the sandbox MyST Studio in {SANDBOX}.")
+    store = wiring.sql_store(settings.database_url, migrate=True)
+    bot = wiring.build_console_bot(load_config(path), console=Console(), store=store)
+    try:
+        return ConsoleSession(bot.conversation, Console(), user=getpass.getuser()).loop()
+    finally:
+        bot.close()

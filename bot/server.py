@@ -26,6 +26,7 @@ WsgiApp = Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]
 
 def http_app(bot: wiring.Bot) -> WsgiApp:
     """Slack's requests at /slack/events (signature checked by Bolt), and /healthz."""
+    assert bot.app is not None, "a Slack bot has a Bolt app"
     slack = SlackRequestHandler(bot.app)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -64,6 +65,7 @@ def serve(settings: Settings, config: Config, *, port: int, host: str) -> int:
     try:
         if settings.slack_app_token is not None:
             log.warning("serving Slack in Socket Mode")
+            assert bot.app is not None
             handler = SocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
             handler.start()  # type: ignore[no-untyped-call]
         else:

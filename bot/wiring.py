@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
 from slack_bolt import App
 
 from adapters.clock import SystemClock
@@ -17,6 +18,8 @@ from adapters.sandbox import FileHttpCheck, SandboxConnector, SandboxRegistry
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bot.config import Config, Settings, load_config
+from bot.console.chat import ConsoleChat
+from bot.console.session import NoDirectory
 from bot.domain.errors import UserError
 from bot.domain.ports import Directory
 from bot.domain.redaction import Redactor
@@ -93,7 +96,7 @@ class Bot:
     tasks: WorkerPool
     runs: WorkerPool
     store: Store
-    app: App
+    app: App | None  # None on a terminal
 
     def close(self) -> None:
         self.tasks.shutdown(wait=False)
@@ -122,6 +125,29 @@ def build_conversation(
         service, chat, runs, monotonic=time.monotonic, progress_interval=progress_interval
     )
     return service, conversation, tasks, runs
+
+
+def sql_store(url: str, *, migrate: bool = False) -> SqlRunStore:
+    if migrate:
+        upgrade_schema(url)
+    return SqlRunStore(url)
+
+
+def build_console_bot(
+    config: Config, *, console: Console, store: Store, ports: Ports | None = None
+) -> Bot:
+    """The conversation on a terminal (console and demo): no Slack, progress shown at once."""
+    service, conversation, tasks, runs = build_conversation(
+        config,
+        ports=ports or build_ports(),
+        store=store,
+        chat=ConsoleChat(console),
+        directory=NoDirectory(),
+        progress_interval=0.0,
+    )
+    return Bot(
+        service=service, conversation=conversation, tasks=tasks, runs=runs, store=store, app=None
+    )
 
 
 def build_slack_bot(

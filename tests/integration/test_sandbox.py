@@ -35,7 +35,7 @@ from bot.wiring import build_ports
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 _VERSION = re.compile(r'<footer class="version">Version ([^<]*)</footer>')
 CATALOG = load_runbooks(BUNDLED)
-USER = "U0SANDBOX"  # the sandbox config's approver, who may approve their own request
+USER = "bob"  # the sandbox config's approver
 
 
 class Sandbox:
