@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import wiring
+from bot import logs, wiring
 from bot.config import Config, Settings
 from bot.engine.recovery import interrupt_unfinished
 
@@ -60,6 +60,7 @@ def start_background(bot: wiring.Bot) -> BackgroundScheduler:
 
 
 def serve(settings: Settings, config: Config, *, port: int, host: str) -> int:
+    logs.install(wiring.redactor(settings, config))
     bot = wiring.build_slack_bot(settings, config)
     scheduler = start_background(bot)
     try:

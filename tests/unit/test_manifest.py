@@ -23,8 +23,11 @@ def test_the_command_is_the_one_the_app_listens_to():
 def test_every_subscribed_event_has_a_listener_and_every_listener_a_subscription():
     events = set(_manifest()["settings"]["event_subscriptions"]["bot_events"])
     app_source = (SOURCES / "app.py").read_text()
-    listened = {e for e in ("app_home_opened", "reaction_added", "reaction_removed", "message",
-                            "app_mention") if f'@app.event("{e}")' in app_source}
+    listened = {
+        e
+        for e in ("app_home_opened", "reaction_added", "reaction_removed", "message", "app_mention")
+        if f'@app.event("{e}")' in app_source
+    }
     assert events == listened
 
 

@@ -35,3 +35,22 @@ def test_known_secrets_are_masked_wherever_they_appear():
 def test_ordinary_output_is_left_alone():
     text = "Backed up to /opt/myst-studio/backup/myst-studio-1700000000.sql"
     assert Redactor(["s3cr3t-value"]).text(text) == text
+
+
+def test_log_records_are_redacted_with_their_arguments_and_tracebacks():
+    import logging
+
+    from bot.logs import RedactingFilter
+
+    record = logging.LogRecord(
+        "bot", logging.ERROR, __file__, 1, "token %s", ("xoxb-123456789-abc",), None
+    )
+    try:
+        raise RuntimeError("password=hunter2hunter2")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactingFilter(Redactor()).filter(record)
+    assert "xoxb-123456789" not in record.getMessage()
+    assert "hunter2hunter2" not in (record.exc_text or "")
