@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := docker.io docker-registry openssh-server busybox-static postgresql \
-                   postgresql-client procps
+                   postgresql-client procps debootstrap nginx-light
 
 .PHONY: setup system venv check test services services-down format demo
 

@@ -1,19 +1,24 @@
-"""The Shell port on the bot's own machine: `/bin/sh -c` in a process group of its own."""
+"""The Shell port on the bot's own machine: `/bin/sh -c` in a process group of its own, and files
+written next to their target and renamed into place, as over SFTP."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from bot.domain.errors import ConnectionLost, StepTimeout
+from bot.domain.errors import ConnectionLost, FileTransferFailed, StepTimeout
 from bot.domain.output import CommandResult, LineSink, OutputCollector, Stream
+from bot.domain.ports import Progress
 
 _READ_BYTES = 64 * 1024
 
@@ -42,8 +47,7 @@ class LocalShell:
     def run(
         self, command: str, *, timeout: float, on_line: LineSink | None = None
     ) -> CommandResult:
-        if self._closed:
-            raise ConnectionLost("This local shell is closed: open a new one.", host=self.host)
+        self._check_open()
         started_at = datetime.now(UTC)
         start = time.monotonic()
         deadline = start + timeout
@@ -101,8 +105,91 @@ class LocalShell:
             )
         return result
 
+    def read_file(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """Yield the file in chunks of at most `chunk_size` bytes; a relative path is taken
+        from the shell's directory. Errors surface on iteration."""
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        self._check_open()
+        with self._translated(path, writing=False), open(self._resolve(path), "rb") as source:
+            while data := source.read(chunk_size):
+                yield data
+
+    def write_file(
+        self, path: str, chunks: Iterable[bytes], *, progress: Progress | None = None
+    ) -> int:
+        """Write to `.<name>.part-<random>` in the target's folder, flush it to disk, rename it
+        into place. Errors raised by `chunks` or `progress` pass through as they are."""
+        self._check_open()
+        target = self._resolve(path)
+        temp = target.with_name(f".{target.name}.part-{secrets.token_hex(6)}")
+        with self._translated(path, writing=True):
+            # a new file of our own (never someone's symlink); 0666 less the umask, as sftp does
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        written = 0
+        with os.fdopen(fd, "wb") as out:
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        with self._translated(path, writing=True):
+                            out.write(chunk)
+                        written += len(chunk)
+                        if progress is not None:
+                            progress(written)
+                with self._translated(path, writing=True):
+                    out.flush()
+                    # on disk before a name points at it: a crash must not leave an empty file
+                    os.fsync(out.fileno())
+                    os.replace(temp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    out.close()  # flushing what is left may fail again (a full disk)
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+        return written
+
     def close(self) -> None:
         self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionLost("This local shell is closed: open a new one.", host=self.host)
+
+    def _resolve(self, path: str) -> Path:
+        return Path(self._cwd or ".") / path
+
+    @contextlib.contextmanager
+    def _translated(self, path: str, *, writing: bool) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            message = _explain(self.host, path, exc, writing=writing)
+            raise FileTransferFailed(message, host=self.host) from exc
+
+
+def _explain(host: str, path: str, exc: OSError, *, writing: bool) -> str:
+    """What went wrong with a file, and what to check."""
+    folder = os.path.dirname(path) or "."
+    verb = "write" if writing else "read"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and writing:
+        return (
+            f"Cannot write {path} on {host}: the folder {folder} does not exist. Check the "
+            "path, or create the folder first."
+        )
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"{path} does not exist on {host}. Check the path."
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        where = f"create files in {folder} (`ls -ld {folder}`)" if writing else f"read {path}"
+        return f"{host} refused to {verb} {path} (permission denied). Check that we may {where}."
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"Could not write {path} on {host}: no space left. Free some space "
+            f"(`df -h {folder}`) and retry; {path} is left as it was."
+        )
+    if exc.errno == errno.EISDIR:
+        return f"{path} on {host} is a folder, not a file. Check the path."
+    return f"Could not {verb} {path} on {host} ({exc.strerror or exc}). Check the path."
 
 
 def _pump(process: subprocess.Popen[bytes], collector: OutputCollector, deadline: float) -> str:

@@ -2,9 +2,9 @@
 
 `SqlConversationMixin` is part of `SqlRunStore` (one store, one engine, one schema); it lives here
 to keep each module small. Like the rest of the store, every method is one transaction that commits
-before it returns. What must hold across processes (one vote per user and decision, one sighting
-per event, one lock per environment) is decided by the database's unique keys inside a single
-INSERT ... ON CONFLICT statement, never by a read followed by a write.
+before it returns. What must hold across processes (one vote per user, decision and digest, one
+sighting per event, one lock per environment) is decided by the database's unique keys inside a
+single INSERT ... ON CONFLICT statement, never by a read followed by a write.
 
 Whether such an INSERT added its row is read from its RETURNING clause, not from `rowcount`:
 psycopg reports -1 for a statement that returns rows, and SQLAlchemy adds RETURNING by itself to
@@ -58,13 +58,13 @@ class SqlConversationMixin:
             insert = self._insert(VoteRow).values(values)
             added = session.execute(
                 insert.on_conflict_do_nothing(
-                    index_elements=["run_id", "user", "decision"]
+                    index_elements=["run_id", "user", "decision", "plan_digest"]
                 ).returning(VoteRow.id)
             )
             return added.first() is not None
 
-    def remove_vote(self, run_id: int, user: str, decision: Decision) -> bool:
-        doing = f"withdrawing {user}'s {decision.value} of run #{run_id}"
+    def remove_vote(self, run_id: int, user: str, decision: Decision, plan_digest: str) -> bool:
+        doing = f"withdrawing {user}'s {decision.value} of run #{run_id} ({plan_digest})"
         with self._failures(doing), self._writes.begin() as session:
             _check_run(session, run_id)
             removed = session.connection().execute(
@@ -72,6 +72,7 @@ class SqlConversationMixin:
                     VoteRow.run_id == run_id,
                     VoteRow.user == user,
                     VoteRow.decision == decision.value,
+                    VoteRow.plan_digest == plan_digest,
                 )
             )
             return removed.rowcount == 1

@@ -40,6 +40,9 @@ NAMING_CONVENTION = {
 }
 
 ACTIVE_INSTANCE_INDEX = "ux_runs_active_instance"
+PLAN_DIGEST_LENGTH = 64
+STEP_ID_LENGTH = 200
+VOTE_DIGEST_LENGTH = PLAN_DIGEST_LENGTH + 1 + STEP_ID_LENGTH
 
 
 def active_states_clause() -> Any:
@@ -107,7 +110,7 @@ class RunRow(Base):
     from_version: Mapped[str] = mapped_column(String(100))
     to_version: Mapped[str] = mapped_column(String(100))
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
-    plan_digest: Mapped[str] = mapped_column(String(64))
+    plan_digest: Mapped[str] = mapped_column(String(PLAN_DIGEST_LENGTH))
     state: Mapped[str] = mapped_column(String(32), index=True)
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -137,7 +140,7 @@ class StepResultRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     phase: Mapped[str] = mapped_column(String(16))
-    step_id: Mapped[str] = mapped_column(String(200))
+    step_id: Mapped[str] = mapped_column(String(STEP_ID_LENGTH))
     number: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
@@ -150,17 +153,21 @@ class StepResultRow(Base):
 
 
 class VoteRow(Base):
-    """One user's approve or reject on one run; the id keeps the order votes were cast in."""
+    """One user's approve or reject of one plan or gate of one run; the id keeps the order votes
+    were cast in."""
 
     __tablename__ = "votes"
-    # Leads with run_id, so it also serves `votes(run_id)`; a user may hold both decisions.
-    __table_args__ = (UniqueConstraint("run_id", "user", "decision"),)
+    # Leads with run_id, so it also serves `votes(run_id)`. A user may hold both decisions, and
+    # the same decision on the plan and on each of its gates.
+    __table_args__ = (UniqueConstraint("run_id", "user", "decision", "plan_digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     user: Mapped[str] = mapped_column(String(200))
     decision: Mapped[str] = mapped_column(String(16))
-    plan_digest: Mapped[str] = mapped_column(String(64))
+    # The plan's digest, or `<plan digest>.<gate step id>`: as wide as `runs.plan_digest`, a dot
+    # and `step_results.step_id`.
+    plan_digest: Mapped[str] = mapped_column(String(VOTE_DIGEST_LENGTH))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     via: Mapped[str] = mapped_column(String(32))
 

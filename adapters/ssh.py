@@ -4,7 +4,8 @@ Host keys are checked only against the target's own known_hosts file and unknown
 Each command is prefixed with a line that announces its process group on stderr (OpenSSH's sshd
 starts every session in a new session, so the login shell leads its own group). When a command
 runs past its timeout or the caller stops reading, that group is ended on the host through a
-second channel: closing a channel without a pty does not stop the remote command.
+second channel: closing a channel without a pty does not stop the remote command. Files travel
+over SFTP on the same connection (`adapters/ssh_files.py`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import secrets
 import selectors
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 import paramiko
 
+from adapters.ssh_files import SftpFiles
 from bot.domain.errors import (
     AuthenticationFailed,
     ConnectionLost,
@@ -29,6 +32,7 @@ from bot.domain.errors import (
 )
 from bot.domain.inventory import SshTarget
 from bot.domain.output import CommandResult, LineSink, OutputCollector, Stream
+from bot.domain.ports import Progress
 
 log = logging.getLogger(__name__)
 
@@ -248,13 +252,15 @@ class _GroupAnnouncement:
 
 
 class ParamikoShell:
-    """Runs commands on one host over one open SSH connection, one channel per command."""
+    """Runs commands on one host over one open SSH connection, one channel per command, and
+    moves files over an SFTP session on the same connection, opened on first use."""
 
     def __init__(self, client: paramiko.SSHClient, *, host: str, kill_grace: float = 2.0) -> None:
         self.host = host
         self._client = client
         self._kill_grace = kill_grace
         self._closed = False
+        self._files = SftpFiles(self._transport, host=host)
 
     def run(
         self, command: str, *, timeout: float, on_line: LineSink | None = None
@@ -314,8 +320,17 @@ class ParamikoShell:
             )
         return result(code, stopped=ended == "stopped")
 
+    def read_file(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        return self._files.read(path, chunk_size=chunk_size)
+
+    def write_file(
+        self, path: str, chunks: Iterable[bytes], *, progress: Progress | None = None
+    ) -> int:
+        return self._files.write(path, chunks, progress=progress)
+
     def close(self) -> None:
         self._closed = True
+        self._files.close()
         self._client.close()
 
     def _transport(self) -> paramiko.Transport:

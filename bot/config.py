@@ -19,9 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain import inventory as inv
-from bot.domain.errors import ConfigError, ConfigProblem, UnknownProduct
-from bot.domain.runbook import PLAN_VARIABLES, Catalog, Runbook, step_templates
-from bot.domain.templates import placeholders
+from bot.domain.errors import (
+    ConfigError,
+    ConfigProblem,
+    UnknownEnvironment,
+    UnknownInstance,
+    UnknownProduct,
+)
+from bot.domain.runbook import Catalog, Runbook, missing_values, needed_values
 from bot.durations import Duration
 from bot.runbooks import BUNDLED, load_runbooks
 from bot.yamlfile import YamlDocument, load, problems_from
@@ -95,7 +100,7 @@ class RegistrySpec(_Model):
 
 class InstanceSpec(_Model):
     name: Annotated[str, Field(pattern=_NAME)]
-    product: str
+    product: str | None = None  # none: a host that plays a role for others (a proxy, say)
     home: str = ""
     local: bool = False
     ssh: SshSpec | None = None
@@ -104,6 +109,7 @@ class InstanceSpec(_Model):
     image: str = ""
     console_url: str = ""
     vars: dict[str, str] = {}
+    peers: dict[str, str] = {}  # role -> environment/name, e.g. green: prod/myst-green
 
     @model_validator(mode="after")
     def _one_way_in(self) -> InstanceSpec:
@@ -168,6 +174,13 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
         for name, env in spec.environments.items()
     }
+    inventory = inv.Inventory(
+        environments=environments, default_environment=spec.default_environment
+    )
+    for env_name, environment in environments.items():
+        for index, instance in enumerate(environment.instances):
+            where: list[str | int] = ["environments", env_name, "instances", index]
+            problems.extend(_check_instance(doc, where, instance, inventory, catalog))
     for name, env in spec.environments.items():
         seen = [i.name for i in env.instances]
         for dup in {n for n in seen if seen.count(n) > 1}:
@@ -188,9 +201,6 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    inventory = inv.Inventory(
-        environments=environments, default_environment=spec.default_environment
-    )
     return Config(inventory=inventory, catalog=catalog, source=path)
 
 
@@ -216,10 +226,11 @@ def _instance(
 ) -> inv.Instance:
     where: list[str | int] = ["environments", env, "instances", index]
     runbook: Runbook | None = None
-    try:
-        runbook = catalog.find(spec.product)
-    except UnknownProduct as exc:
-        problems.append(doc.problem([*where, "product"], exc.problem, exc.fix))
+    if spec.product is not None:
+        try:
+            runbook = catalog.find(spec.product)
+        except UnknownProduct as exc:
+            problems.append(doc.problem([*where, "product"], exc.problem, exc.fix))
     ssh = None
     if spec.ssh:
         key, known_hosts = base / spec.ssh.key, base / spec.ssh.known_hosts
@@ -268,10 +279,10 @@ def _instance(
             tls_cert=base / tls.cert if tls else None,
             tls_key=base / tls.key if tls else None,
         )
-    instance = inv.Instance(
+    return inv.Instance(
         name=spec.name,
         environment=env,
-        product=runbook.product if runbook else spec.product,
+        product=runbook.product if runbook else (spec.product or ""),
         home=spec.home,
         local=spec.local,
         ssh=ssh,
@@ -280,44 +291,63 @@ def _instance(
         image=spec.image,
         console_url=spec.console_url,
         variables=dict(spec.vars),
+        peers=dict(spec.peers),
     )
-    if runbook:
-        problems.extend(_missing_values(doc, where, instance, runbook))
-    return instance
 
 
-def _missing_values(
-    doc: YamlDocument, where: list[str | int], instance: inv.Instance, runbook: Runbook
+def _check_instance(
+    doc: YamlDocument,
+    where: list[str | int],
+    instance: inv.Instance,
+    inventory: inv.Inventory,
+    catalog: Catalog,
 ) -> list[ConfigProblem]:
-    """The runbook's placeholders this instance gives no value for."""
-    provided = {k for k, v in instance.template_values().items() if v}
-    provided |= set(PLAN_VARIABLES) | set(runbook.defaults)
-    steps = [runbook.detect]
-    for strategy in runbook.strategies.values():
-        steps += [*strategy.steps, *strategy.rollback]
-    captured = {c.name for s in steps for c in s.captures}
-    needed = {n for s in steps for t in step_templates(s) for n in placeholders(t)}
-    needed |= set(placeholders(runbook.backup_location))
-    missing = sorted(needed - provided - captured)
-    problems = [
-        doc.problem(
-            where,
-            f"gives no value for `{name}`, which the {runbook.product} runbook uses.",
-            f"Add `{name}:` (or under `vars:`).",
+    """Peers exist, and the instance gives every value its runbook's default strategy needs
+    (other strategies are checked when someone asks for them)."""
+    problems = []
+    peers: dict[str, inv.Instance] = {}
+    for role, key in instance.peers.items():
+        try:
+            peers[role] = inventory.by_key(key)
+        except (UnknownInstance, UnknownEnvironment):
+            problems.append(
+                doc.problem(
+                    [*where, "peers", role],
+                    f"names `{key}`, which is not an instance in this config.",
+                    "Write it as environment/name of a configured instance.",
+                )
+            )
+    try:
+        runbook = catalog.find(instance.product)
+    except UnknownProduct:
+        return problems  # a plain host, or a product already reported as unknown
+    strategy = runbook.strategy(None)
+    values = {
+        "": instance.template_values(),
+        **{role: peer.template_values() for role, peer in peers.items()},
+    }
+    for name in missing_values(
+        needed_values(runbook, [*strategy.steps, *strategy.rollback]), values
+    ):
+        problems.append(
+            doc.problem(
+                where,
+                f"gives no value for `{name}`, which the {runbook.product} runbook's "
+                f"{strategy.name} strategy uses.",
+                "Add it (or under `vars:`).",
+            )
         )
-        for name in missing
-    ]
     if runbook.versions.kind == "registry" and not (instance.registry and instance.image):
         problems.append(
             doc.problem(
                 where,
-                f"the {runbook.product} runbook reads versions from "
-                "the image registry, but `registry:` or `image:` is missing.",
+                f"the {runbook.product} runbook reads versions from the image registry, but "
+                "`registry:` or `image:` is missing.",
                 "Add both (e.g. registry.url and image: host/myst-studio).",
             )
         )
-    uses_docker = any(s.action.kind == "docker" for s in steps)
-    if uses_docker and instance.docker is None:
+    steps = [runbook.detect, *strategy.steps, *strategy.rollback]
+    if any(s.action.kind == "docker" for s in steps) and instance.docker is None:
         problems.append(
             doc.problem(
                 where,

@@ -11,108 +11,26 @@ import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from bot.domain import runbook as rb
-from bot.domain.errors import ConfigError, ConfigProblem
-from bot.domain.runbook import PLAN_VARIABLES, DockerOperation
+from bot.domain.errors import ConfigError, ConfigProblem, InvalidVersion
+from bot.domain.runbook import PLAN_VARIABLES, backup_name
 from bot.domain.templates import TemplateSyntaxError, placeholders
-from bot.durations import Duration
+from bot.domain.versions import parse_version
+from bot.runbook_schema import (
+    CaptureEqualsSpec,
+    ConditionSpec,
+    NoLinesMatchingSpec,
+    RunbookSpec,
+    StepSpec,
+    StrategySpec,
+)
 from bot.yamlfile import YamlDocument, load, problems_from
 
 BUNDLED = Path(__file__).resolve().parent.parent / "runbooks"
-_ID = r"^[a-z0-9][a-z0-9-]*$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FollowSpec(_Model):
-    until: str | None = None
-    max_lines: Annotated[int, Field(gt=0, le=100_000)] = 500
-    max_time: Duration = 120.0
-
-
-class HttpSpec(_Model):
-    url: str
-    expect_status: int = 200
-
-
-class NoLinesMatchingSpec(_Model):
-    no_lines_matching: str
-    description: str = ""
-
-
-class CaptureEqualsArgs(_Model):
-    capture: str
-    expected: str
-
-
-class CaptureEqualsSpec(_Model):
-    capture_equals: CaptureEqualsArgs
-    description: str = ""
-
-
-class StepSpec(_Model):
-    id: Annotated[str, Field(pattern=_ID)]
-    title: str
-    shell: str | None = None
-    docker: dict[DockerOperation, dict[str, str]] | None = None
-    http: HttpSpec | None = None
-    follow: FollowSpec | None = None
-    timeout: Duration = 300.0
-    capture: dict[str, str] = {}
-    verify: list[NoLinesMatchingSpec | CaptureEqualsSpec] = []
-    destructive: bool = False
-    role: Literal["startup_log"] | None = None
-
-    @field_validator("docker")
-    @classmethod
-    def _one_operation(
-        cls, value: dict[DockerOperation, dict[str, str]] | None
-    ) -> dict[DockerOperation, dict[str, str]] | None:
-        if value is None:
-            return value
-        if len(value) != 1:
-            raise ValueError("name exactly one operation: inspect, images, pull or tag")
-        ((operation, arguments),) = value.items()
-        wanted = set(rb.DOCKER_ARGUMENTS[operation])
-        if set(arguments) != wanted:
-            raise ValueError(f"`{operation}` takes exactly: {', '.join(sorted(wanted))}")
-        return value
-
-
-class StrategySpec(_Model):
-    description: str
-    expected_outage: str = "unknown"
-    auto_rollback: bool = False
-    steps: Annotated[list[StepSpec], Field(min_length=1)]
-    rollback: list[StepSpec] = []
-
-
-class VersionsSpec(_Model):
-    source: Literal["registry", "list"]
-    list: tuple[str, ...] = ()
-
-
-class BackupSpec(_Model):
-    capture: str = "backup_path"
-    location: str = ""  # where backups go, for the plan (e.g. "{home}/backup/")
-
-
-class RunbookSpec(_Model):
-    product: Annotated[str, Field(pattern=_ID)]
-    title: str
-    aliases: list[Annotated[str, Field(pattern=_ID)]] = []
-    versions: VersionsSpec
-    defaults: dict[str, str] = {}
-    backup: BackupSpec = BackupSpec()
-    detect: StepSpec
-    default_strategy: str
-    strategies: Annotated[dict[str, StrategySpec], Field(min_length=1)]
+SELF = "self"  # how a runbook names the instance itself as a role
 
 
 def load_runbook(path: Path) -> rb.Runbook:
@@ -181,7 +99,8 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
         placeholders(spec.backup.location)
     except TemplateSyntaxError as exc:
         problems.append(doc.problem(["backup", "location"], f"is a malformed template: {exc}.", ""))
-    _check_steps([spec.detect], ["detect"], set(known), None, doc, problems)
+    detect = _StepChecker(doc, problems, StrategySpec(description="", steps=[spec.detect]), None)
+    detect.check([spec.detect], ["detect"], set(known))
     if "current_version" not in spec.detect.capture:
         problems.append(
             doc.problem(
@@ -191,11 +110,12 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
             )
         )
     for name, strategy in spec.strategies.items():
-        where = ["strategies", name]
-        captured = _check_steps(
-            strategy.steps, [*where, "steps"], set(known), spec.backup.capture, doc, problems
+        where: list[str | int] = ["strategies", name]
+        checker = _StepChecker(doc, problems, strategy, spec.backup.capture)
+        captured = checker.check(strategy.steps, [*where, "steps"], set(known))
+        _StepChecker(doc, problems, strategy, None).check(
+            strategy.rollback, [*where, "rollback"], captured
         )
-        _check_steps(strategy.rollback, [*where, "rollback"], captured, None, doc, problems)
         ids = [s.id for s in (*strategy.steps, *strategy.rollback)]
         for index, step_id in enumerate(ids):
             if step_id in ids[:index]:
@@ -206,89 +126,147 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
                         "Give every step of a strategy its own id.",
                     )
                 )
+        versions = strategy.versions
+        if versions and versions.source == "archive" and "{version}" not in versions.archive:
+            problems.append(
+                doc.problem(
+                    [*where, "versions", "archive"],
+                    "must contain `{version}`.",
+                    "Name each version's archive, e.g. {archive_dir}/myst-studio-{version}.tar.",
+                )
+            )
     return problems
 
 
-def _check_steps(
-    steps: list[StepSpec],
-    where: list[str | int],
-    known: set[str],
-    backup: str | None,
-    doc: YamlDocument,
-    problems: list[ConfigProblem],
-) -> set[str]:
-    """Check steps in order, adding to `problems`; return the names known after them."""
-    captures = {name for step in steps for name in step.capture}
-    for index, step in enumerate(steps):
-        here: list[str | int] = [*where, index]
-        actions = [a for a in (step.shell, step.docker, step.http) if a is not None]
-        if len(actions) != 1:
-            problems.append(
-                doc.problem(
-                    here,
-                    "must have exactly one of `shell`, `docker` or `http`.",
-                    "Keep the one action this step performs.",
-                )
-            )
-        if step.follow and step.shell is None:
-            problems.append(
-                doc.problem(
-                    [*here, "follow"],
-                    "only applies to `shell` steps.",
-                    "Remove `follow`, or make the step a `shell` step.",
-                )
-            )
-        for name, pattern in step.capture.items():
-            problems.extend(_check_pattern(doc, [*here, "capture", name], pattern, group=name))
-        for vindex, check in enumerate(step.verify):
-            if isinstance(check, NoLinesMatchingSpec):
-                problems.extend(
-                    _check_pattern(doc, [*here, "verify", vindex], check.no_lines_matching)
-                )
-        if step.follow and step.follow.until:
-            problems.extend(_check_pattern(doc, [*here, "follow", "until"], step.follow.until))
-        for text in _templates(step):
-            try:
-                names = placeholders(text)
-            except TemplateSyntaxError as exc:
-                problems.append(doc.problem(here, f"has a malformed template `{text}`: {exc}.", ""))
-                continue
-            problems.extend(_check_names(doc, here, names, known, captures))
-        known |= set(step.capture)
-        for vindex, check in enumerate(step.verify):
-            if isinstance(check, CaptureEqualsSpec) and check.capture_equals.capture not in known:
-                problems.append(
-                    doc.problem(
+class _StepChecker:
+    """The rules pydantic cannot see, for the steps of one strategy."""
+
+    def __init__(
+        self,
+        doc: YamlDocument,
+        problems: list[ConfigProblem],
+        strategy: StrategySpec,
+        backup: str | None,
+    ) -> None:
+        self._doc = doc
+        self._problems = problems
+        self._roles = {SELF, *strategy.roles}
+        self._options = set(strategy.options)
+        self._backup = backup
+
+    def problem(self, where: list[str | int], problem: str, fix: str) -> None:
+        self._problems.append(self._doc.problem(where, problem, fix))
+
+    def check(self, steps: list[StepSpec], where: list[str | int], known: set[str]) -> set[str]:
+        """Check steps in order; return the names known after them."""
+        captures = {name for step in steps for name in step.capture}
+        for index, step in enumerate(steps):
+            here: list[str | int] = [*where, index]
+            self._check_shape(step, here)
+            for text in _templates(step):
+                try:
+                    names = placeholders(text)
+                except TemplateSyntaxError as exc:
+                    self.problem(here, f"has a malformed template `{text}`: {exc}.", "")
+                    continue
+                for name in names:
+                    # a name neither known nor captured is an instance variable: the config
+                    # check looks for it on each instance
+                    if name in captures and name not in known:
+                        self.problem(
+                            here,
+                            f"uses `{{{name}}}` before a step captures it.",
+                            "Capture it in an earlier step, or use it later.",
+                        )
+            known |= set(step.capture)
+            for vindex, check in enumerate(step.verify):
+                if isinstance(check, CaptureEqualsSpec) and (
+                    check.capture_equals.capture not in known
+                ):
+                    self.problem(
                         [*here, "verify", vindex, "capture_equals", "capture"],
-                        f"`{check.capture_equals.capture}` is not captured by this step or an "
-                        "earlier one.",
+                        f"`{check.capture_equals.capture}` is not captured by this "
+                        "step or an earlier one.",
                         "Capture it before comparing it.",
                     )
-                )
-        if backup and step.destructive and backup not in known:
-            problems.append(
-                doc.problem(
+            role = "" if step.runs_on == SELF else step.runs_on
+            needed = backup_name(role, self._backup) if self._backup else None
+            if needed and step.destructive and needed not in known:
+                self.problem(
                     [*here, "destructive"],
-                    f"step `{step.id}` is destructive but no step before it captures the backup "
-                    f"(`{backup}`).",
-                    "Take and capture the backup in an earlier step.",
+                    f"step `{step.id}` is destructive but no step before it captures "
+                    f"the backup of its host (`{needed}`).",
+                    "Take and capture that backup in an earlier step.",
                 )
+        return known
+
+    def _check_shape(self, step: StepSpec, here: list[str | int]) -> None:
+        kinds = [
+            k
+            for k, v in (
+                ("shell", step.shell),
+                ("docker", step.docker),
+                ("http", step.http),
+                ("copy", step.copy_),
+                ("upload", step.upload),
+                ("gate", step.gate),
             )
-    return known
-
-
-def _check_names(
-    doc: YamlDocument, here: list[str | int], names: list[str], known: set[str], captures: set[str]
-) -> Iterable[ConfigProblem]:
-    # A name that is neither known nor captured anywhere is an instance variable: it is checked
-    # against each instance when the config is loaded.
-    for name in names:
-        if name in captures and name not in known:
-            yield doc.problem(
+            if v is not None
+        ]
+        if len(kinds) != 1:
+            self.problem(
                 here,
-                f"uses `{{{name}}}` before a step captures it.",
-                "Capture it in an earlier step, or use it later.",
+                "must have exactly one of `shell`, `docker`, `http`, `copy`, `upload` or `gate`.",
+                "Keep the one action this step performs.",
             )
+        if step.follow and step.shell is None:
+            self.problem(
+                [*here, "follow"],
+                "only applies to `shell` steps.",
+                "Remove `follow`, or make the step a `shell` step.",
+            )
+        for key, role in (
+            ("runs_on", step.runs_on),
+            ("copy", step.copy_.from_ if step.copy_ else SELF),
+        ):
+            if role not in self._roles:
+                self.problem(
+                    [*here, key],
+                    f"names the role `{role}`, which the strategy does not declare.",
+                    f"Use one of: {', '.join(sorted(self._roles))}, or declare it under `roles:`.",
+                )
+        if step.when:
+            self._check_condition(step.when, [*here, "when"])
+        for name, pattern in step.capture.items():
+            self._problems.extend(
+                _check_pattern(self._doc, [*here, "capture", name], pattern, group=name)
+            )
+        for vindex, check in enumerate(step.verify):
+            if isinstance(check, NoLinesMatchingSpec):
+                self._problems.extend(
+                    _check_pattern(self._doc, [*here, "verify", vindex], check.no_lines_matching)
+                )
+        if step.follow and step.follow.until:
+            self._problems.extend(
+                _check_pattern(self._doc, [*here, "follow", "until"], step.follow.until)
+            )
+
+    def _check_condition(self, when: ConditionSpec, where: list[str | int]) -> None:
+        for key in ("option", "unless_option"):
+            name = getattr(when, key)
+            if name is not None and name not in self._options:
+                self.problem(
+                    [*where, key],
+                    f"names the option `{name}`, which the strategy does not declare.",
+                    "Declare it under `options:`.",
+                )
+        for key in ("target_below", "target_at_least", "from_below"):
+            text = getattr(when, key)
+            if text is not None:
+                try:
+                    parse_version(text)
+                except InvalidVersion as exc:
+                    self.problem([*where, key], exc.problem, exc.fix)
 
 
 def _check_pattern(
@@ -315,6 +293,12 @@ def _templates(step: StepSpec) -> list[str]:
         texts += [v for args in step.docker.values() for v in args.values()]
     if step.http:
         texts.append(step.http.url)
+    if step.copy_:
+        texts += [step.copy_.source, step.copy_.dest]
+    if step.upload:
+        texts += [step.upload.source, step.upload.dest]
+    if step.gate:
+        texts.append(step.gate)
     texts += [c.capture_equals.expected for c in step.verify if isinstance(c, CaptureEqualsSpec)]
     return texts
 
@@ -327,65 +311,89 @@ def _build(spec: RunbookSpec, path: Path) -> rb.Runbook:
         source=str(path),
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         detect=_step(spec.detect),
-        versions=rb.VersionSource(kind=spec.versions.source, versions=spec.versions.list),
+        versions=rb.VersionSource(
+            kind=spec.versions.source, versions=spec.versions.list, archive=spec.versions.archive
+        ),
         defaults=dict(spec.defaults),
         backup_capture=spec.backup.capture,
         backup_location=spec.backup.location,
-        strategies={
-            name: rb.Strategy(
-                name=name,
-                description=s.description,
-                expected_outage=s.expected_outage,
-                steps=tuple(_step(x) for x in s.steps),
-                rollback=tuple(_step(x) for x in s.rollback),
-                auto_rollback=s.auto_rollback,
-            )
-            for name, s in spec.strategies.items()
-        },
+        strategies={name: _strategy(name, s) for name, s in spec.strategies.items()},
         default_strategy=spec.default_strategy,
     )
 
 
+def _strategy(name: str, spec: StrategySpec) -> rb.Strategy:
+    versions = spec.versions
+    return rb.Strategy(
+        name=name,
+        description=spec.description,
+        expected_outage=spec.expected_outage,
+        steps=tuple(_step(x) for x in spec.steps),
+        rollback=tuple(_step(x) for x in spec.rollback),
+        auto_rollback=spec.auto_rollback,
+        roles=dict(spec.roles),
+        rollback_scope=spec.rollback_scope,
+        options={
+            k: rb.StrategyOption(description=o.description, default=o.default)
+            for k, o in spec.options.items()
+        },
+        versions=rb.VersionSource(
+            kind=versions.source, versions=versions.list, archive=versions.archive
+        )
+        if versions
+        else None,
+    )
+
+
 def _step(spec: StepSpec) -> rb.Step:
-    action: rb.Action
+    return rb.Step(
+        id=spec.id,
+        title=spec.title,
+        action=_action(spec),
+        timeout=spec.timeout,
+        captures=tuple(rb.Capture(name=k, pattern=v) for k, v in spec.capture.items()),
+        verifications=tuple(_verification(check) for check in spec.verify),
+        destructive=spec.destructive,
+        rollback_needed=spec.rollback_needed,
+        role=rb.StepRole(spec.role) if spec.role else None,
+        runs_on="" if spec.runs_on == SELF else spec.runs_on,
+        when=rb.Condition(**spec.when.model_dump()) if spec.when else None,
+    )
+
+
+def _action(spec: StepSpec) -> rb.Action:
     if spec.shell is not None:
         follow = spec.follow and rb.Follow(
             until=spec.follow.until,
             max_lines=spec.follow.max_lines,
             max_seconds=spec.follow.max_time,
         )
-        action = rb.ShellAction(command=spec.shell, follow=follow or None)
-    elif spec.docker is not None:
+        return rb.ShellAction(command=spec.shell, follow=follow or None)
+    if spec.docker is not None:
         ((operation, arguments),) = spec.docker.items()
-        action = rb.DockerAction(operation=operation, arguments=dict(arguments))
-    else:
-        assert spec.http is not None
-        action = rb.HttpAction(url=spec.http.url, expect_status=spec.http.expect_status)
-    verifications: list[rb.Verification] = []
-    for check in spec.verify:
-        if isinstance(check, NoLinesMatchingSpec):
-            verifications.append(
-                rb.NoLinesMatching(
-                    pattern=check.no_lines_matching,
-                    description=check.description or f"no line matches `{check.no_lines_matching}`",
-                )
-            )
-        else:
-            args = check.capture_equals
-            verifications.append(
-                rb.CaptureEquals(
-                    capture=args.capture,
-                    expected=args.expected,
-                    description=check.description or f"{args.capture} is {args.expected}",
-                )
-            )
-    return rb.Step(
-        id=spec.id,
-        title=spec.title,
-        action=action,
-        timeout=spec.timeout,
-        captures=tuple(rb.Capture(name=k, pattern=v) for k, v in spec.capture.items()),
-        verifications=tuple(verifications),
-        destructive=spec.destructive,
-        role=rb.StepRole(spec.role) if spec.role else None,
+        return rb.DockerAction(operation=operation, arguments=dict(arguments))
+    if spec.http is not None:
+        return rb.HttpAction(url=spec.http.url, expect_status=spec.http.expect_status)
+    if spec.copy_ is not None:
+        source_role = "" if spec.copy_.from_ == SELF else spec.copy_.from_
+        return rb.CopyAction(
+            source_role=source_role, source=spec.copy_.source, dest=spec.copy_.dest
+        )
+    if spec.upload is not None:
+        return rb.UploadAction(source=spec.upload.source, dest=spec.upload.dest)
+    assert spec.gate is not None  # _check_shape guarantees exactly one action
+    return rb.GateAction(prompt=spec.gate)
+
+
+def _verification(check: NoLinesMatchingSpec | CaptureEqualsSpec) -> rb.Verification:
+    if isinstance(check, NoLinesMatchingSpec):
+        return rb.NoLinesMatching(
+            pattern=check.no_lines_matching,
+            description=check.description or f"no line matches `{check.no_lines_matching}`",
+        )
+    args = check.capture_equals
+    return rb.CaptureEquals(
+        capture=args.capture,
+        expected=args.expected,
+        description=check.description or f"{args.capture} is {args.expected}",
     )

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, Protocol
 
 from bot.domain.approval import Decision
@@ -20,6 +21,7 @@ from bot.domain.errors import BotError, OperationalError
 from bot.domain.run import Run, RunState
 from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
+from bot.engine.runner import RunObserver
 from bot.engine.service import UpgradeService
 from commands.chat import Chat
 from commands.grammar import (
@@ -45,6 +47,9 @@ from commands.views import (
 )
 
 log = logging.getLogger(__name__)
+
+
+Drive = Callable[[int, RunObserver], Run]  # execute, resume or reject_gate of the service
 
 
 class Submitter(Protocol):
@@ -182,7 +187,12 @@ class Conversation:
                 ),
             )
             self._refresh_approval(run_id)
-            if outcome.now_approved:
+            if outcome.approval.gate is not None:
+                if outcome.now_approved:
+                    self._submit(run_id, self.service.resume)
+                elif outcome.now_rejected:
+                    self._submit(run_id, self.service.reject_gate)
+            elif outcome.now_approved:
                 self.start(run_id)
 
     def withdraw(
@@ -243,32 +253,38 @@ class Conversation:
 
     def start(self, run_id: int) -> None:
         """Hand an approved run to the run pool."""
+        self._submit(run_id, self.service.execute)
+
+    def _submit(self, run_id: int, drive: Drive) -> None:
         try:
-            self._runs.submit(self._execute, run_id)
+            self._runs.submit(self._drive, run_id, drive)
         except RuntimeError:
             self._tell_thread(
                 run_id,
                 Notice(
-                    text=f"Run #{run_id} is approved but the bot is running as many upgrades as it "
-                    "may; it did not start. Ask again when one has finished.",
+                    text=f"Run #{run_id} is ready but the bot is running as many upgrades as it "
+                    "may; it did not go on. Ask again when one has finished.",
                     tone=Tone.ERROR,
                 ),
             )
 
-    def _execute(self, run_id: int) -> None:
+    def _drive(self, run_id: int, drive: Drive) -> None:
+        """Run `drive` (execute, resume or reject at a gate) with the thread told about it."""
         store = self.service.store
         thread = store.thread(run_id)
         if thread is None:
-            log.error("run %s has no chat thread; it is not started", run_id)
+            log.error("run %s has no chat thread; it is not driven", run_id)
             return
         notifier = ThreadNotifier(
             self._chat, thread, store, self.service.clock, self._monotonic, interval=self._interval
         )
         try:
-            store.save_thread(notifier.start(store.get(run_id)))
-            self.service.execute(run_id, notifier)
+            thread = notifier.start(store.get(run_id), store.steps(run_id))
+            store.save_thread(thread)
+            run = drive(run_id, notifier)
         except BotError as exc:
             self._tell_thread(run_id, Notice(text=str(exc), tone=Tone.ERROR))
+            return
         except Exception:
             reference = uuid.uuid4().hex[:8]
             log.exception("run %s failed inside the bot (reference %s)", run_id, reference)
@@ -280,6 +296,23 @@ class Conversation:
                     tone=Tone.ERROR,
                 ),
             )
+            return
+        if run.state is RunState.WAITING:
+            self._ask_at_gate(run, thread)
+
+    def _ask_at_gate(self, run: Run, thread: ChatThread) -> None:
+        """Post the gate's approval request, with the evidence so far, and make it the thread's
+        approval message (reactions on it count)."""
+        report = build_report(run, self.service.store.steps(run.id))
+        evidence = tuple(
+            f"{'PASS' if c.result.passed else 'FAIL'} {c.step_title}: {c.result.evidence}"
+            for c in report.verifications
+        )
+        view = ApprovalView(approval=self.service.approval(run), evidence=evidence)
+        ts = self._chat.post(thread.channel, view, thread_ts=thread.plan_ts)
+        self.service.store.save_thread(
+            replace(self.service.store.thread(run.id) or thread, approval_ts=ts)
+        )
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from bot.domain.conversation import ChatThread
 from bot.domain.plan import PlannedStep
@@ -23,6 +24,7 @@ from commands.views import (
     StepState,
     StepView,
     SummaryView,
+    Transfer,
 )
 
 log = logging.getLogger(__name__)
@@ -99,19 +101,25 @@ class ThreadNotifier:
         self._clock = clock
         self._throttle = Throttle(self._edit, interval, monotonic)
         self._lines: dict[tuple[Phase, int], StepLine] = {}
+        self._transfer: Transfer | None = None
 
-    def start(self, run: Run) -> ChatThread:
-        """Post the progress message (before the first step) and return the updated thread."""
+    def start(self, run: Run, results: Sequence[StepResult] = ()) -> ChatThread:
+        """Show the progress message (posted before the first step, reused after a gate) and
+        return the thread with its ts."""
+        done = {(r.phase, r.number): r for r in results}
         for planned in run.plan.steps:
-            self._set(Phase.UPGRADE, planned, StepState.PENDING)
+            result = done.get((Phase.UPGRADE, planned.number))
+            state = (
+                StepState.SUCCEEDED
+                if result and result.status in (StepStatus.SUCCEEDED, StepStatus.WAITING)
+                else StepState.PENDING
+            )
+            self._set(Phase.UPGRADE, planned, state)
+        if self._thread.progress_ts:
+            self._edit(self._view(run))
+            return self._thread
         ts = self._chat.post(self._thread.channel, self._view(run), thread_ts=self._thread.plan_ts)
-        self._thread = ChatThread(
-            run_id=run.id,
-            channel=self._thread.channel,
-            plan_ts=self._thread.plan_ts,
-            approval_ts=self._thread.approval_ts,
-            progress_ts=ts,
-        )
+        self._thread = replace(self._thread, progress_ts=ts)
         return self._thread
 
     # -- RunObserver ------------------------------------------------------------------------------
@@ -131,6 +139,7 @@ class ThreadNotifier:
         self._throttle.offer(self._view(run))
 
     def step_finished(self, run: Run, result: StepResult) -> None:
+        self._transfer = None
         state = StepState.SUCCEEDED if result.status is StepStatus.SUCCEEDED else StepState.FAILED
         key = (result.phase, result.number)
         if key in self._lines:
@@ -167,6 +176,10 @@ class ThreadNotifier:
     def output_line(self, run: Run, planned: PlannedStep, line: str) -> None:
         pass  # the excerpt comes with the step's reply; lines would only cost edits
 
+    def transfer(self, run: Run, planned: PlannedStep, done: int, total: int | None) -> None:
+        self._transfer = Transfer(step_title=planned.step.title, done=done, total=total)
+        self._throttle.offer(self._view(run))
+
     # -- internals -------------------------------------------------------------------------------
 
     def _post(self, view: StepView | SummaryView, *, broadcast: bool = False) -> None:
@@ -184,7 +197,10 @@ class ThreadNotifier:
 
     def _view(self, run: Run) -> ProgressView:
         return ProgressView(
-            run=run, steps=tuple(self._lines.values()), updated_at=self._clock.now()
+            run=run,
+            steps=tuple(self._lines.values()),
+            updated_at=self._clock.now(),
+            transfer=self._transfer,
         )
 
     def _edit(self, view: ProgressView) -> None:

@@ -51,10 +51,11 @@ class ApprovalView:
     """The approval request in the plan's thread; `open` shows the Approve/Reject buttons."""
 
     approval: Approval
+    evidence: tuple[str, ...] = ()  # at a gate: what the run has shown so far, one line each
 
     @property
     def open(self) -> bool:
-        return self.approval.run.state is RunState.AWAITING_APPROVAL
+        return self.approval.run.state in (RunState.AWAITING_APPROVAL, RunState.WAITING)
 
 
 class StepState(StrEnum):
@@ -74,12 +75,22 @@ class StepLine:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Transfer:
+    """A copy or upload under way."""
+
+    step_title: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ProgressView:
     """The one progress message of a run, edited in place as steps start and end."""
 
     run: Run
     steps: tuple[StepLine, ...]
     updated_at: datetime
+    transfer: Transfer | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,3 +148,17 @@ View = (
     | RunListView
     | HomeView
 )
+
+
+def transfer_bar(transfer: Transfer, width: int = 20) -> str:
+    """`[#####-----] 40% (412 of 1,024 MB)`, or the bytes so far when the total is unknown."""
+    done_mb = transfer.done / 1_048_576
+    if not transfer.total:
+        return f"{done_mb:,.0f} MB sent"
+    share = min(1.0, transfer.done / transfer.total)
+    filled = round(share * width)
+    total_mb = transfer.total / 1_048_576
+    return (
+        f"[{'#' * filled}{'-' * (width - filled)}] {share:.0%} "
+        f"({done_mb:,.0f} of {total_mb:,.0f} MB)"
+    )

@@ -13,6 +13,8 @@ from tests.hostkit import services as _services
 pytest_plugins = (
     "tests.hostkit.sshd",
     "tests.hostkit.myst",
+    "tests.hostkit.proxy",
+    "tests.hostkit.stackstorm",
     "tests.hostkit.deployment",
     "tests.hostkit.databases",
     "tests.slackemu.server",

@@ -155,16 +155,16 @@ class MemoryRunStore:
         with self._lock:
             self._run(vote.run_id)
             cast = self._votes.setdefault(vote.run_id, [])
-            if any((v.user, v.decision) == (vote.user, vote.decision) for v in cast):
+            if any(_vote_key(v) == _vote_key(vote) for v in cast):
                 return False
             cast.append(vote)
             return True
 
-    def remove_vote(self, run_id: int, user: str, decision: Decision) -> bool:
+    def remove_vote(self, run_id: int, user: str, decision: Decision, plan_digest: str) -> bool:
         with self._lock:
             self._run(run_id)
             cast = self._votes.get(run_id, [])
-            kept = [v for v in cast if (v.user, v.decision) != (user, decision)]
+            kept = [v for v in cast if _vote_key(v) != (user, decision, plan_digest)]
             self._votes[run_id] = kept
             return len(kept) < len(cast)
 
@@ -229,3 +229,8 @@ class MemoryRunStore:
             mine = other.id == run.id
             if not mine and other.state in ACTIVE_STATES and other.plan.instance_key == key:
                 raise instance_busy(run.id, key, other.id, other.state, other.requested_by)
+
+
+def _vote_key(vote: Vote) -> tuple[str, Decision, str]:
+    """What makes a vote unique within its run, as the SQL store's unique key."""
+    return (vote.user, vote.decision, vote.plan_digest)

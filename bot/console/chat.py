@@ -14,7 +14,7 @@ from rich.rule import Rule
 
 from bot.console.render import render
 from bot.domain.redaction import Redactor
-from commands.views import HomeView, ProgressView, View
+from commands.views import HomeView, ProgressView, View, transfer_bar
 
 
 class ConsoleChat:
@@ -26,6 +26,7 @@ class ConsoleChat:
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._shown_state: dict[str, str] = {}
+        self._shown_transfer: dict[str, int] = {}
 
     def post(
         self, channel: str, view: View, *, thread_ts: str | None = None, broadcast: bool = False
@@ -39,10 +40,22 @@ class ConsoleChat:
 
     def update(self, channel: str, ts: str, view: View) -> None:
         if isinstance(view, ProgressView):
+            if view.transfer is not None:
+                self._show_transfer(ts, view)
             if self._shown_state.get(ts) == view.run.state.value:
                 return
             self._shown_state[ts] = view.run.state.value
         self._show(f"{channel} · message {ts} (updated)", view)
+
+    def _show_transfer(self, ts: str, view: ProgressView) -> None:
+        """A transfer's progress bar, a line each tenth of the way (not on every edit)."""
+        transfer = view.transfer
+        assert transfer is not None
+        step = transfer.done * 10 // transfer.total if transfer.total else transfer.done >> 27
+        key = f"{ts}:{transfer.step_title}"
+        if self._shown_transfer.get(key) != step:
+            self._shown_transfer[key] = step
+            self._print(f"  {transfer.step_title}: {transfer_bar(transfer)}")
 
     def post_ephemeral(self, channel: str, user: str, view: View) -> None:
         self._show(f"{channel} · only {user} sees this", view)

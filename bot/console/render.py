@@ -24,6 +24,8 @@ from rich.text import Text
 from bot.domain.output import CommandResult, Output
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
+from bot.domain.runbook import GateAction
+from bot.domain.templates import as_is, render_preview
 from bot.engine.report import RunReport
 from bot.engine.service import Approval
 from commands.grammar import FORMS, UPGRADE_FORM
@@ -41,6 +43,7 @@ from commands.views import (
     SummaryView,
     Tone,
     View,
+    transfer_bar,
 )
 
 LINE_CHARS = 500  # one output line; longer ones are cut so one line cannot bury the rest
@@ -327,7 +330,20 @@ def approval_status(approval: Approval, *, is_open: bool) -> Table:
 
 def approval_panel(view: ApprovalView) -> RenderableType:
     run = view.approval.run
-    parts: list[RenderableType] = [
+    gate = view.approval.gate
+    parts: list[RenderableType] = []
+    if gate is not None:
+        prompt = gate.step.action.prompt if isinstance(gate.step.action, GateAction) else ""
+        values = run.plan.values_for(gate.step.runs_on)
+        parts.append(
+            Text(
+                f"Run #{run.id} waits at step {gate.number} ({gate.step.id}): "
+                f"{line(gate.step.title)}\n{render_preview(prompt, values, quote=as_is)}",
+                style="bold",
+            )
+        )
+        parts += [Text(line(evidence)) for evidence in view.evidence]
+    parts += [
         approval_status(view.approval, is_open=view.open),
         Text(f"Approval is bound to plan {line(run.plan.digest, 80)}.", style="dim"),
     ]
@@ -377,6 +393,11 @@ def progress_panel(view: ProgressView) -> RenderableType:
         Group(
             Text.assemble(f"{run_title(view.run)}: ", state_text(view.run.state)),
             steps,
+            *(
+                [Text(f"{line(view.transfer.step_title)}: {transfer_bar(view.transfer)}")]
+                if view.transfer
+                else []
+            ),
             Text(f"updated {when(view.updated_at)}", style="dim"),
         ),
         title=f"Run #{view.run.id}",

@@ -120,6 +120,10 @@ class StepTimeout(OperationalError):
     """A command ran past its timeout and was stopped; `result` holds what it printed."""
 
 
+class FileTransferFailed(OperationalError):
+    """A file could not be read from or written to a host (missing, no permission, no space)."""
+
+
 class ContainerEngineUnavailable(OperationalError):
     """The Docker Engine of an instance could not be reached or answered with an error."""
 

@@ -50,7 +50,7 @@ class Instance:
 
     name: str
     environment: str
-    product: str
+    product: str  # "" for a plain host that only plays a role for others (a proxy, say)
     home: str = ""
     local: bool = False  # run shell steps on the bot's own machine instead of over SSH
     ssh: SshTarget | None = None
@@ -59,6 +59,7 @@ class Instance:
     image: str = ""  # image repository without tag, e.g. 127.0.0.1:5000/myst-studio
     console_url: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
+    peers: Mapping[str, str] = field(default_factory=dict)  # role -> environment/name
 
     @property
     def key(self) -> str:
@@ -124,6 +125,16 @@ class Inventory:
     def instances(self) -> list[Instance]:
         return [i for env in self.environments.values() for i in env.instances]
 
+    def by_key(self, key: str) -> Instance:
+        """The instance `environment/name`; raises `UnknownInstance`."""
+        environment, _, name = key.partition("/")
+        for instance in self.environment(environment).instances:
+            if instance.name == name:
+                return instance
+        raise UnknownInstance(
+            f"There is no instance `{key}` in the config.", "Write peers as environment/name."
+        )
+
     def find(self, product: str, environment: str | None, instance: str | None) -> Instance:
         """The one instance of `product` the request means, or a UserError saying how to choose."""
         envs = [self.environment(environment)] if environment else self._envs_with(product)
@@ -142,6 +153,11 @@ class Inventory:
         candidates = [i for i in env.instances if i.product == product]
         if instance:
             candidates = [i for i in candidates if i.name == instance]
+        elif len(candidates) > 1:
+            # an instance another one names as its peer (a green twin, say) is not asked for
+            # by default: it is upgraded through the instance that names it
+            peers = {key for i in candidates for key in i.peers.values()}
+            candidates = [i for i in candidates if i.key not in peers] or candidates
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:

@@ -22,6 +22,7 @@ class PlannedStep:
     number: int
     step: Step
     preview: str  # e.g. "/opt/myst-studio/bin/pull.sh 3.9.1"; later captures show as <name>
+    target: str = ""  # the instance it runs on (environment/name), when not the plan's own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,11 @@ class Plan:
     runbook_digest: str
     created_at: datetime
     downgrade: bool = False
+    rollback_scope: str = "all"  # undo "all" changed hosts, or only the "failed_role"
+    roles: Mapping[str, str] = field(default_factory=dict)  # role -> instance key, e.g. green
+    role_variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    options: Mapping[str, bool] = field(default_factory=dict)
+    rollback_of: int | None = None  # this plan undoes that run
     digest: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -60,9 +66,13 @@ class Plan:
             "strategy": self.strategy,
             "from": self.from_version,
             "to": self.to_version,
-            "steps": [(p.step.id, p.preview, p.step.destructive) for p in self.steps],
-            "rollback": [(p.step.id, p.preview) for p in self.rollback],
+            "steps": [(p.step.id, p.preview, p.step.destructive, p.target) for p in self.steps],
+            "rollback": [(p.step.id, p.preview, p.target) for p in self.rollback],
             "variables": dict(sorted(self.variables.items())),
+            "roles": dict(sorted(self.roles.items())),
+            "options": dict(sorted(self.options.items())),
+            "rollback_of": self.rollback_of,
+            "rollback_scope": self.rollback_scope,
             "runbook": self.runbook_digest,
         }
         encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
@@ -71,6 +81,10 @@ class Plan:
     @property
     def instance_key(self) -> str:
         return f"{self.environment}/{self.instance}"
+
+    def values_for(self, role: str) -> dict[str, str]:
+        """The values a step on `role` sees before captures: that role's instance values."""
+        return {**self.variables, **self.role_variables.get(role, {})}
 
     def step(self, step_id: str) -> PlannedStep:
         for planned in (*self.steps, *self.rollback):

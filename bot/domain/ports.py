@@ -7,7 +7,7 @@ Adapters in `adapters/` implement them; `adapters/memory.py` holds an in-memory 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -18,6 +18,8 @@ from bot.domain.inventory import DockerEndpoint, Registry, SshTarget
 from bot.domain.output import CommandResult, LineSink
 from bot.domain.plan import Plan
 from bot.domain.run import Run, RunEvent, RunState, StepResult
+
+Progress = Callable[[int], None]
 
 
 class Shell(Protocol):
@@ -33,6 +35,20 @@ class Shell(Protocol):
         non-zero exit is a result, not an error. Raises `StepTimeout` (carrying the partial result;
         the command is ended on the host) and `ConnectionLost`.
         """
+        ...
+
+    def read_file(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """Stream a file from the host in chunks. Raises `FileTransferFailed` (missing file,
+        no permission) and `ConnectionLost`; the iterator must be consumed or closed."""
+        ...
+
+    def write_file(
+        self, path: str, chunks: Iterable[bytes], *, progress: Progress | None = None
+    ) -> int:
+        """Write `chunks` to `path` on the host, atomically (a temporary name in the same folder,
+        renamed when complete, removed on failure); the folder must exist. Returns the bytes
+        written; `progress(done_bytes)` is called as they go. Raises `FileTransferFailed`,
+        `ConnectionLost`."""
         ...
 
     def close(self) -> None:
@@ -160,14 +176,20 @@ class RunStore(Protocol):
 
 
 class VoteStore(Protocol):
-    """Votes on runs. At most one vote per (run, user, decision); each call commits."""
+    """Votes on runs. At most one vote per (run, user, decision, digest); each call commits.
+
+    The digest says what a vote approves or rejects: the plan (its digest) or a gate inside the
+    running plan (`<plan digest>.<gate step id>`), so one approver may approve both.
+    """
 
     def add_vote(self, vote: Vote) -> bool:
-        """Record a vote; False if that user had already cast that decision on that run."""
+        """Record a vote; False if that user had already cast that decision on that run for that
+        digest."""
         ...
 
-    def remove_vote(self, run_id: int, user: str, decision: Decision) -> bool:
-        """Withdraw a vote; False if there was none."""
+    def remove_vote(self, run_id: int, user: str, decision: Decision, plan_digest: str) -> bool:
+        """Withdraw the vote for `plan_digest`, leaving that user's votes for other digests; False
+        if there was none."""
         ...
 
     def votes(self, run_id: int) -> list[Vote]:

@@ -17,6 +17,7 @@ class RunState(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"
     RUNNING = "running"
+    WAITING = "waiting"  # paused at a gate until an approver says go on
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ROLLING_BACK = "rolling_back"
@@ -33,7 +34,8 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
     S.PLANNED: frozenset({S.AWAITING_APPROVAL, S.CANCELLED}),
     S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
     S.APPROVED: frozenset({S.RUNNING, S.EXPIRED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.INTERRUPTED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.INTERRUPTED, S.WAITING}),
+    S.WAITING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
     S.SUCCEEDED: frozenset({S.ROLLING_BACK}),
     S.FAILED: frozenset({S.ROLLING_BACK}),
     S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.ROLLBACK_FAILED, S.INTERRUPTED}),
@@ -45,9 +47,9 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
     S.CANCELLED: frozenset(),
 }
 
-# States in which a run holds its instance: no other run may start there meanwhile. An interrupted
-# run holds it too, until someone resumes it, rolls it back or cancels it.
-ACTIVE_STATES = frozenset({S.RUNNING, S.ROLLING_BACK, S.INTERRUPTED})
+# States in which a run holds its instance: no other run may start there meanwhile. A run waiting
+# at a gate holds it, and so does an interrupted run until someone resumes, rolls back or cancels.
+ACTIVE_STATES = frozenset({S.RUNNING, S.WAITING, S.ROLLING_BACK, S.INTERRUPTED})
 FINAL_STATES = frozenset(state for state, nexts in TRANSITIONS.items() if not nexts)
 
 
@@ -95,6 +97,7 @@ class Phase(StrEnum):
 
 class StepStatus(StrEnum):
     STARTED = "started"  # recorded before the step runs: after a crash we know it may have run
+    WAITING = "waiting"  # a gate, waiting for an approver
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 

@@ -6,12 +6,13 @@ Every template here uses `{name}` placeholders rendered by `bot.domain.templates
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
 from bot.domain.errors import UnknownProduct, UnknownStrategy
+from bot.domain.templates import placeholders
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +66,34 @@ class HttpAction:
     expect_status: int = 200
 
 
-Action = ShellAction | DockerAction | HttpAction
+@dataclass(frozen=True, kw_only=True)
+class CopyAction:
+    """Copy a file from another role's host to this step's host, streamed through the bot."""
+
+    kind: Literal["copy"] = "copy"
+    source_role: str  # "" is the instance itself
+    source: str  # path on the source host
+    dest: str  # folder on this step's host
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadAction:
+    """Send a file from the bot's machine (an image archive, say) to this step's host."""
+
+    kind: Literal["upload"] = "upload"
+    source: str  # path on the bot's machine
+    dest: str  # folder on the host
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateAction:
+    """Pause the run until an approver says go on (or stop) in the run's thread."""
+
+    kind: Literal["gate"] = "gate"
+    prompt: str
+
+
+Action = ShellAction | DockerAction | HttpAction | CopyAction | UploadAction | GateAction
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +126,17 @@ class CaptureEquals:
 Verification = NoLinesMatching | CaptureEquals
 
 
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """When a step is part of the plan; decided at plan time from options and versions."""
+
+    option: str | None = None  # the strategy option must be on ...
+    unless_option: str | None = None  # ... or off
+    target_below: str | None = None  # the target version is older than this
+    target_at_least: str | None = None
+    from_below: str | None = None  # the running version is older than this
+
+
 class StepRole(StrEnum):
     STARTUP_LOG = "startup_log"  # this step's output is the start-up log excerpt to report
 
@@ -112,8 +151,24 @@ class Step:
     timeout: float
     captures: tuple[Capture, ...] = ()
     verifications: tuple[Verification, ...] = ()
-    destructive: bool = False
+    destructive: bool = False  # changes data: needs a backup of its host taken in this run
+    rollback_needed: bool = False  # changes its host otherwise (a traffic switch, say)
     role: StepRole | None = None
+    runs_on: str = ""  # a role of the strategy ("" is the instance itself)
+    when: Condition | None = None
+
+    @property
+    def changes_host(self) -> bool:
+        """Once this step has started, its host needs the rollback if the run fails."""
+        return self.destructive or self.rollback_needed
+
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyOption:
+    """A yes/no choice the requester can make, e.g. `prod_data=yes` to test on production data."""
+
+    description: str
+    default: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,14 +181,22 @@ class Strategy:
     steps: tuple[Step, ...]
     rollback: tuple[Step, ...] = ()
     auto_rollback: bool = False
+    roles: Mapping[str, str] = field(default_factory=dict)  # role -> what it is, e.g. green
+    # On failure, undo every host that changed ("all"), or only the failed step's host
+    # ("failed_role": in a phased upgrade, verified non-production stays upgraded).
+    rollback_scope: Literal["all", "failed_role"] = "all"
+    options: Mapping[str, StrategyOption] = field(default_factory=dict)
+    versions: VersionSource | None = None  # where versions come from, if not the runbook's
 
 
 @dataclass(frozen=True, kw_only=True)
 class VersionSource:
-    """Where the versions that exist come from: the instance's image registry, or a fixed list."""
+    """Where the versions that exist come from: the instance's image registry, a fixed list, or
+    archives on the bot's machine (offline: `archive` is a path template with `{version}`)."""
 
-    kind: Literal["registry", "list"]
+    kind: Literal["registry", "list", "archive"]
     versions: tuple[str, ...] = ()
+    archive: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +254,11 @@ class Catalog:
         raise UnknownProduct(f"There is no product `{name}`.", f"Use one of: {known}.")
 
 
+def backup_name(role: str, capture: str) -> str:
+    """The capture a destructive step on `role` needs: `backup_path`, `nonprod_backup_path`."""
+    return f"{role}_{capture}" if role else capture
+
+
 def step_templates(step: Step) -> list[str]:
     """Every template text of a step, for checking and rendering."""
     action = step.action
@@ -198,7 +266,43 @@ def step_templates(step: Step) -> list[str]:
         texts = [action.command]
     elif isinstance(action, DockerAction):
         texts = list(action.arguments.values())
-    else:
+    elif isinstance(action, HttpAction):
         texts = [action.url]
+    elif isinstance(action, CopyAction | UploadAction):
+        texts = [action.source, action.dest]
+    else:
+        texts = [action.prompt]
     texts.extend(v.expected for v in step.verifications if isinstance(v, CaptureEquals))
     return texts
+
+
+def needed_values(runbook: Runbook, steps: Sequence[Step]) -> dict[str, set[str]]:
+    """The names each role's instance must give a value for, for these steps to be planned:
+    every placeholder that is neither a plan value, a runbook default nor a capture."""
+    steps = [runbook.detect, *steps]
+    captured = {c.name for s in steps for c in s.captures}
+    plain = set(PLAN_VARIABLES) | set(runbook.defaults) | captured
+    needed: dict[str, set[str]] = {}
+    for step in steps:
+        names = {n for t in step_templates(step) for n in placeholders(t)} - plain
+        needed.setdefault(step.runs_on, set()).update(names)
+    needed.setdefault("", set()).update(set(placeholders(runbook.backup_location)) - plain)
+    return needed
+
+
+def missing_values(
+    needed: Mapping[str, set[str]], values_by_role: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """Needed names without a value. A step may name another role's value with the role as a
+    prefix (`green_console_url`); a step on a role sees that role's values by their plain names."""
+    missing = []
+    for role, names in sorted(needed.items()):
+        own = values_by_role.get(role, {})
+        for name in sorted(names):
+            if own.get(name) or any(
+                other and name.startswith(f"{other}_") and values.get(name[len(other) + 1 :])
+                for other, values in values_by_role.items()
+            ):
+                continue
+            missing.append(f"{name} (on its {role} peer)" if role else name)
+    return missing

@@ -3,8 +3,13 @@
 Before a step runs, the store records it as started; after, as succeeded or failed with its output,
 captures and verifications. So after a crash the bot knows which step may have run, and never runs
 it again without someone deciding so. A destructive step is refused unless this run captured a
-backup. When a step fails after the first destructive one started and the runbook says so, the
-rollback steps run, and the run ends `rolled_back` or, loudly, `rollback_failed`.
+backup of the host it runs on. A gate pauses the run (`waiting`) until an approver lets it go on;
+`resume` continues after the gate.
+
+When a step fails after a destructive step on the same host started, and the runbook says so,
+the rollback steps for that host run, and the run ends `rolled_back` or, loudly,
+`rollback_failed`. The other hosts are left as they are: in a phased upgrade, a failure on
+production rolls back production and leaves the verified non-production instance upgraded.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Protocol
 
 from bot.domain.inventory import Inventory
 from bot.domain.output import Stream
-from bot.domain.plan import PlannedStep
+from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import RunStore
 from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
-from bot.engine.session import InstanceSession, Ports
+from bot.domain.runbook import GateAction, backup_name
+from bot.engine.session import Ports, Sessions
 from bot.engine.steps import StepExecutor, StepOutcome
 
 log = logging.getLogger(__name__)
@@ -35,8 +41,12 @@ class RunObserver(Protocol):
 
     def output_line(self, run: Run, planned: PlannedStep, line: str) -> None: ...
 
+    def transfer(self, run: Run, planned: PlannedStep, done: int, total: int | None) -> None:
+        """Bytes of a copy or upload sent so far."""
+        ...
+
     def finished(self, run: Run) -> None:
-        """The run has ended for now (succeeded, failed, rolled back, ...): the last call."""
+        """The run has stopped: it ended, or it waits at a gate. The last call of an execution."""
         ...
 
 
@@ -53,19 +63,27 @@ class SilentObserver:
     def output_line(self, run: Run, planned: PlannedStep, line: str) -> None:
         pass
 
+    def transfer(self, run: Run, planned: PlannedStep, done: int, total: int | None) -> None:
+        pass
+
     def finished(self, run: Run) -> None:
         pass
 
 
+REFUSED = "Refused to run"  # a step refused before it ran changed nothing
+
+
 @dataclass(frozen=True)
-class _Failure:
-    step_id: str
+class _Stop:
+    """Why a phase stopped before its end: a failure, or a gate."""
+
+    step: PlannedStep
     reason: str
-    changed_instance: bool  # a destructive step had started: the instance may differ from before
+    gate: bool = False
 
 
 class Runner:
-    """Runs approved runs. One call of `execute` owns its run until it returns."""
+    """Runs approved runs. One call of `execute` or `resume` owns its run until it returns."""
 
     def __init__(
         self,
@@ -81,40 +99,102 @@ class Runner:
         self._observer: RunObserver = observer or SilentObserver()
 
     def execute(self, run_id: int, *, actor: str) -> Run:
-        """Run an approved run to its end state. Raises `InstanceBusy` if it cannot start."""
-        run = self._run_to_end(run_id, actor)
+        """Run an approved run until it ends or waits at a gate. Raises `InstanceBusy` if it
+        cannot start."""
+        run = self._store.get(run_id)
+        run = self._move(run, RunState.RUNNING, actor, "started")
+        run = self._continue(run, actor, start=0, captures={})
         self._observer.finished(run)
         return run
 
-    def _run_to_end(self, run_id: int, actor: str) -> Run:
+    def resume(self, run_id: int, *, actor: str) -> Run:
+        """Go on after the gate the run waits at (the service has moved it back to running)."""
         run = self._store.get(run_id)
+        results = self._store.steps(run_id)
+        gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
+        self._store.record_step(
+            replace(gate, status=StepStatus.SUCCEEDED, finished_at=self._ports.clock.now())
+        )
+        captures = {
+            k: v for r in results if r.phase is Phase.UPGRADE for k, v in r.captures.items()
+        }
+        start = next(i for i, p in enumerate(run.plan.steps) if p.step.id == gate.step_id) + 1
+        run = self._continue(run, actor, start=start, captures=captures)
+        self._observer.finished(run)
+        return run
+
+    def _continue(self, run: Run, actor: str, *, start: int, captures: dict[str, str]) -> Run:
         plan = run.plan
-        instance = self._inventory.find(plan.product, plan.environment, plan.instance)
-        run = self._move(run, RunState.RUNNING, actor, "started")
-        values = dict(plan.variables)
-        with InstanceSession(instance, self._ports) as session:
-            failure = self._run_steps(run, Phase.UPGRADE, plan.steps, values, session)
-            if failure is None:
+        with self._sessions(plan) as sessions:
+            stop = self._run_steps(run, Phase.UPGRADE, plan.steps[start:], captures, sessions)
+            if stop is None:
                 return self._move(run, RunState.SUCCEEDED, actor, "every step and check passed")
-            run = self._move(run, RunState.FAILED, actor, failure.reason)
-            if not (plan.auto_rollback and plan.rollback and failure.changed_instance):
-                return run
-            run = self._move(run, RunState.ROLLING_BACK, actor, "rolling back automatically")
-            undo = self._run_steps(run, Phase.ROLLBACK, plan.rollback, values, session)
-            if undo is None:
-                return self._move(run, RunState.ROLLED_BACK, actor, "back on the previous version")
-            return self._move(run, RunState.ROLLBACK_FAILED, actor, undo.reason)
+            if stop.gate:
+                return self._move(run, RunState.WAITING, actor, stop.reason)
+            run = self._move(run, RunState.FAILED, actor, stop.reason)
+            return self._roll_back(run, actor, stop.step, captures, sessions)
+
+    def fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
+        """A gate was rejected: the run fails there, and the hosts that changed roll back."""
+        run = self._store.get(run_id)
+        results = self._store.steps(run_id)
+        gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
+        self._store.record_step(
+            replace(
+                gate, status=StepStatus.FAILED, error=reason, finished_at=self._ports.clock.now()
+            )
+        )
+        planned = next(p for p in run.plan.steps if p.step.id == gate.step_id)
+        captures = {k: v for r in results for k, v in r.captures.items()}
+        run = self._move(run, RunState.FAILED, actor, reason)
+        with self._sessions(run.plan) as sessions:
+            run = self._roll_back(run, actor, planned, captures, sessions)
+        self._observer.finished(run)
+        return run
+
+    def _roll_back(
+        self,
+        run: Run,
+        actor: str,
+        failed: PlannedStep,
+        captures: dict[str, str],
+        sessions: Sessions,
+    ) -> Run:
+        """Undo the hosts that changed (all of them, or only the failed step's host, as the
+        strategy says), if the runbook rolls back automatically."""
+        plan = run.plan
+        started = {
+            r.step_id
+            for r in self._store.steps(run.id)
+            if r.phase is Phase.UPGRADE and not r.error.startswith(REFUSED)
+        }
+        changed = {
+            p.step.runs_on for p in plan.steps if p.step.changes_host and p.step.id in started
+        }
+        if plan.rollback_scope == "failed_role":
+            changed &= {failed.step.runs_on}
+        steps = tuple(p for p in plan.rollback if p.step.runs_on in changed)
+        if not (plan.auto_rollback and steps):
+            return run
+        run = self._move(run, RunState.ROLLING_BACK, actor, "rolling back automatically")
+        undo = self._run_steps(run, Phase.ROLLBACK, steps, captures, sessions)
+        if undo is None:
+            return self._move(run, RunState.ROLLED_BACK, actor, "back on the previous version")
+        return self._move(run, RunState.ROLLBACK_FAILED, actor, undo.reason)
+
+    def _sessions(self, plan: Plan) -> Sessions:
+        main = self._inventory.find(plan.product, plan.environment, plan.instance)
+        roles = {role: self._inventory.by_key(key) for role, key in plan.roles.items()}
+        return Sessions({"": main, **roles}, self._ports)
 
     def _run_steps(
         self,
         run: Run,
         phase: Phase,
         steps: tuple[PlannedStep, ...],
-        values: dict[str, str],
-        session: InstanceSession,
-    ) -> _Failure | None:
-        changed = phase is Phase.ROLLBACK
-        backup_name = run.plan.backup_capture
+        captures: dict[str, str],
+        sessions: Sessions,
+    ) -> _Stop | None:
         for planned in steps:
             step = planned.step
             started = StepResult(
@@ -126,33 +206,45 @@ class Runner:
                 status=StepStatus.STARTED,
                 started_at=self._ports.clock.now(),
             )
-            if phase is Phase.UPGRADE and step.destructive and not values.get(backup_name):
+            if isinstance(step.action, GateAction):
+                self._store.record_step(replace(started, status=StepStatus.WAITING))
+                self._observer.step_started(run, phase, planned)
+                return _Stop(
+                    planned,
+                    f"waiting at step {planned.number} `{step.id}` for an approver to go on",
+                    gate=True,
+                )
+            needed = backup_name(step.runs_on, run.plan.backup_capture)
+            if phase is Phase.UPGRADE and step.destructive and not captures.get(needed):
                 reason = (
-                    f"Refused to run `{step.id}`: it is destructive and this run has "
-                    f"captured no backup (`{backup_name}`)."
+                    f"{REFUSED} `{step.id}`: it is destructive and this run has captured "
+                    f"no backup of its host (`{needed}`)."
                 )
                 self._finish(run, started, StepOutcome(result=None, error=reason))
-                return _Failure(step.id, reason, changed)
+                return _Stop(planned, reason)
             self._store.record_step(started)
             self._observer.step_started(run, phase, planned)
-            changed = changed or step.destructive
-            outcome = self._execute(run, planned, values, session)
-            values.update(outcome.captures)
+            values = {**run.plan.values_for(step.runs_on), **captures}
+            outcome = self._execute(run, planned, values, sessions)
+            captures.update(outcome.captures)
             self._finish(run, started, outcome)
             if not outcome.ok:
-                return _Failure(
-                    step.id, f"Step {planned.number} `{step.id}` failed: {outcome.error}", changed
-                )
+                return _Stop(planned, f"Step {planned.number} `{step.id}` failed: {outcome.error}")
         return None
 
     def _execute(
-        self, run: Run, planned: PlannedStep, values: dict[str, str], session: InstanceSession
+        self, run: Run, planned: PlannedStep, values: dict[str, str], sessions: Sessions
     ) -> StepOutcome:
         def forward(_stream: Stream, line: str) -> None:
             self._observer.output_line(run, planned, line)
 
+        def transfer(done: int, total: int | None) -> None:
+            self._observer.transfer(run, planned, done, total)
+
         try:
-            return self._executor.run(planned.step, values, session, on_line=forward)
+            return self._executor.run(
+                planned.step, values, sessions, on_line=forward, progress=transfer
+            )
         except Exception:  # a bug must not leave the run claiming to be running
             log.exception("run %s: step %s raised", run.id, planned.step.id)
             return StepOutcome(

@@ -17,9 +17,9 @@ from bot.domain.approval import Decision, Tally, Vote, check_voter, tally
 from bot.domain.conversation import EnvironmentLocked, EnvLock
 from bot.domain.errors import InvalidTransition, OperationalError, UserError
 from bot.domain.inventory import Inventory, Policy
-from bot.domain.plan import Plan
+from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import Clock, Directory, EventLog, LockStore, RunStore, ThreadStore, VoteStore
-from bot.domain.run import ACTIVE_STATES, Run, RunState
+from bot.domain.run import ACTIVE_STATES, Run, RunState, StepStatus
 from bot.domain.runbook import Catalog
 from bot.engine.planning import Planner, UpgradeRequest
 from bot.engine.runner import Runner, RunObserver
@@ -32,18 +32,26 @@ class Store(RunStore, VoteStore, EventLog, LockStore, ThreadStore, Protocol):
     """The bot's database as the service uses it."""
 
 
+def gate_digest(plan_digest: str, step_id: str) -> str:
+    """What votes at a gate are bound to: this plan, at this step."""
+    return f"{plan_digest}.{step_id}"
+
+
 class NotAllowed(UserError):
     """The user may not do that to that run."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Approval:
-    """A run's approval state: the tally for its plan, who may still approve, and until when."""
+    """A run's approval state: the tally for its plan (or for the gate it waits at), who may
+    still approve, and until when."""
 
     run: Run
     tally: Tally
     approvers: frozenset[str]
     expires_at: datetime
+    digest: str  # what the votes are bound to: the plan, or the plan and the gate
+    gate: PlannedStep | None = None
 
     @property
     def waiting_for(self) -> tuple[str, ...]:
@@ -131,29 +139,48 @@ class UpgradeService:
     def approval(self, run: Run) -> Approval:
         policy = self.policy(run.plan.environment)
         approvers = self.approvers(run.plan.environment)
+        gate = self._gate(run)
+        digest = gate_digest(run.plan.digest, gate.step.id) if gate else run.plan.digest
         counted = tally(
             policy,
             approvers,
             requester=run.requested_by,
-            digest=run.plan.digest,
+            digest=digest,
             votes=self.store.votes(run.id),
         )
         if not policy.allow_self_approval:
             approvers = approvers - {run.requested_by}
-        expires = run.created_at + timedelta(minutes=policy.approval_expiry_minutes)
-        return Approval(run=run, tally=counted, approvers=approvers, expires_at=expires)
+        start = run.updated_at if gate else run.created_at
+        expires = start + timedelta(minutes=policy.approval_expiry_minutes)
+        return Approval(
+            run=run,
+            tally=counted,
+            approvers=approvers,
+            expires_at=expires,
+            digest=digest,
+            gate=gate,
+        )
+
+    def _gate(self, run: Run) -> PlannedStep | None:
+        """The gate step a waiting run waits at."""
+        if run.state is not RunState.WAITING:
+            return None
+        waiting = [r for r in self.store.steps(run.id) if r.status is StepStatus.WAITING]
+        return run.plan.step(waiting[-1].step_id) if waiting else None
 
     def vote(
         self, run_id: int, *, user: str, decision: Decision, digest: str | None, via: str
     ) -> VoteOutcome:
-        """Count a vote. Raises a `UserError` for the voter when it cannot count."""
+        """Count a vote on an approval request or a gate. Raises a `UserError` for the voter
+        when it cannot count."""
         run = self.store.get(run_id)
-        if digest is not None and digest != run.plan.digest:
-            raise NotAllowed(
-                f"That vote was for another plan than run #{run_id}'s current one.",
-                "Vote on the plan message of the run.",
-            )
         self._check_open(run, "votes")
+        current = self.approval(run)
+        if digest is not None and digest != current.digest:
+            raise NotAllowed(
+                f"That vote was for another plan or step than run #{run_id} waits for now.",
+                "Vote on the latest request in the run's thread.",
+            )
         policy = self.policy(run.plan.environment)
         check_voter(
             policy,
@@ -168,44 +195,57 @@ class UpgradeService:
                 run_id=run_id,
                 user=user,
                 decision=decision,
-                plan_digest=run.plan.digest,
+                plan_digest=current.digest,
                 at=self.clock.now(),
                 via=via,
             )
         )
         approval = self.approval(run)
-        approved = rejected = False
-        if approval.tally.rejected or approval.tally.approved:
-            target = RunState.REJECTED if approval.tally.rejected else RunState.APPROVED
-            who = (
-                approval.tally.rejected_by
-                if approval.tally.rejected
-                else approval.tally.approved_by
+        counts = approval.tally
+        if counts.rejected:
+            # a rejected gate fails the run there: the caller rolls back (long work, its pool)
+            target = None if approval.gate else RunState.REJECTED
+        else:
+            target = RunState.RUNNING if approval.gate else RunState.APPROVED
+        if target is None or not (counts.rejected or counts.approved):
+            return VoteOutcome(
+                approval=approval,
+                counted=counted,
+                now_approved=False,
+                now_rejected=counts.rejected and approval.gate is not None,
             )
-            try:
-                run = self.store.transition(
-                    run_id,
-                    RunState.AWAITING_APPROVAL,
-                    target,
-                    at=self.clock.now(),
-                    actor=user,
-                    reason=f"{target.value} by {', '.join(who)}",
-                )
-            except InvalidTransition:
-                run = self.store.get(run_id)  # another vote got there first: nothing to do twice
-            else:
-                approved, rejected = target is RunState.APPROVED, target is RunState.REJECTED
-            approval = replace(approval, run=run)
+        who = counts.rejected_by if counts.rejected else counts.approved_by
+        try:
+            run = self.store.transition(
+                run_id,
+                run.state,
+                target,
+                at=self.clock.now(),
+                actor=user,
+                reason=f"{'rejected' if counts.rejected else 'approved'} by {', '.join(who)}",
+            )
+        except InvalidTransition:
+            # another vote got there first: nothing to do twice
+            return VoteOutcome(
+                approval=replace(approval, run=self.store.get(run_id)),
+                counted=counted,
+                now_approved=False,
+                now_rejected=False,
+            )
         return VoteOutcome(
-            approval=approval, counted=counted, now_approved=approved, now_rejected=rejected
+            approval=replace(approval, run=run),
+            counted=counted,
+            now_approved=not counts.rejected,
+            now_rejected=counts.rejected,
         )
 
     def withdraw(self, run_id: int, *, user: str, decision: Decision) -> Approval | None:
-        """Withdraw a vote while the run awaits approval; None if there was nothing to withdraw."""
+        """Withdraw a vote while it can still matter; None if there was nothing to withdraw."""
         run = self.store.get(run_id)
-        if run.state is not RunState.AWAITING_APPROVAL:
+        if run.state not in (RunState.AWAITING_APPROVAL, RunState.WAITING):
             return None  # too late: the run was decided; a removed reaction changes nothing now
-        if not self.store.remove_vote(run_id, user, decision):
+        digest = self.approval(run).digest
+        if not self.store.remove_vote(run_id, user, decision, digest):
             return None
         return self.approval(run)
 
@@ -232,7 +272,7 @@ class UpgradeService:
     # -- running --------------------------------------------------------------------------------
 
     def execute(self, run_id: int, observer: RunObserver | None = None) -> Run:
-        """Run an approved run to its end (refused in a locked environment)."""
+        """Run an approved run to its end or its first gate (refused in a locked environment)."""
         run = self.store.get(run_id)
         lock = self._lock_of(run.plan.environment)
         if lock is not None:
@@ -244,8 +284,25 @@ class UpgradeService:
                 actor="bot",
                 reason=str(EnvironmentLocked(lock)),
             )
-        runner = Runner(self.store, self.inventory, self._ports, observer)
-        return runner.execute(run_id, actor="bot")
+        return self._runner(observer).execute(run_id, actor="bot")
+
+    def resume(self, run_id: int, observer: RunObserver | None = None) -> Run:
+        """Go on after a gate that was approved."""
+        return self._runner(observer).resume(run_id, actor="bot")
+
+    def reject_gate(self, run_id: int, observer: RunObserver | None = None) -> Run:
+        """Fail a run at the gate it waits at, rolling that host back where the runbook says."""
+        run = self.store.get(run_id)
+        if run.state is not RunState.WAITING:
+            return run  # another rejection got there first
+        approval = self.approval(run)
+        who = ", ".join(approval.tally.rejected_by) or "an approver"
+        step = approval.gate.step.id if approval.gate else "?"
+        reason = f"Stopped at the gate `{step}` by {who}."
+        return self._runner(observer).fail_at_gate(run_id, actor="bot", reason=reason)
+
+    def _runner(self, observer: RunObserver | None) -> Runner:
+        return Runner(self.store, self.inventory, self._ports, observer)
 
     def cancel(self, run_id: int, *, user: str) -> Run:
         run = self.store.get(run_id)
@@ -273,7 +330,8 @@ class UpgradeService:
         return self.store.runs(states=(*ACTIVE_STATES, RunState.APPROVED), limit=50)
 
     def awaiting(self) -> list[Approval]:
-        return [self.approval(r) for r in self.store.runs(states=(RunState.AWAITING_APPROVAL,))]
+        states = (RunState.AWAITING_APPROVAL, RunState.WAITING)
+        return [self.approval(r) for r in self.store.runs(states=states)]
 
     def history(
         self, *, product: str | None = None, environment: str | None = None, limit: int = 10
@@ -311,7 +369,7 @@ class UpgradeService:
             raise EnvironmentLocked(lock)
 
     def _check_open(self, run: Run, what: str) -> None:
-        if run.state is not RunState.AWAITING_APPROVAL:
+        if run.state not in (RunState.AWAITING_APPROVAL, RunState.WAITING):
             raise InvalidTransition(
                 f"Run #{run.id} is {run.state.value.replace('_', ' ')}; "
                 f"{what} no longer change it.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -39,23 +39,23 @@ class InstanceSession:
 
     def __init__(self, instance: Instance, ports: Ports) -> None:
         self.instance = instance
-        self._ports = ports
+        self.ports = ports
         self._shell: Shell | None = None
         self._engine: ContainerEngine | None = None
 
     def shell(self) -> Shell:
         if self._shell is None:
             if self.instance.local:
-                if self._ports.local_shell is None:
+                if self.ports.local_shell is None:
                     raise OperationalError(
                         f"{self.instance.name} is a local instance but this bot runs no local "
                         "shell.",
                         host="localhost",
                     )
-                self._shell = self._ports.local_shell()
+                self._shell = self.ports.local_shell()
             else:
                 assert self.instance.ssh is not None  # the config guarantees ssh or local
-                self._shell = self._ports.ssh.connect(self.instance.ssh)
+                self._shell = self.ports.ssh.connect(self.instance.ssh)
         return self._shell
 
     def engine(self) -> ContainerEngine:
@@ -65,7 +65,7 @@ class InstanceSession:
                     f"{self.instance.name} has no Docker endpoint in the config.",
                     host=self.instance.address,
                 )
-            self._engine = self._ports.docker.connect(self.instance.docker)
+            self._engine = self.ports.docker.connect(self.instance.docker)
         return self._engine
 
     def forget_shell(self) -> None:
@@ -80,6 +80,35 @@ class InstanceSession:
             self._engine = None
 
     def __enter__(self) -> InstanceSession:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Sessions:
+    """The sessions of a run, one per role ("" is the instance itself), opened on first use."""
+
+    def __init__(self, instances: Mapping[str, Instance], ports: Ports) -> None:
+        self._sessions = {role: InstanceSession(i, ports) for role, i in instances.items()}
+
+    @classmethod
+    def of(cls, session: InstanceSession) -> Sessions:
+        """Sessions where only the instance itself is known (detecting a version, say)."""
+        sessions = cls({}, session.ports)
+        sessions._sessions[""] = session
+        return sessions
+
+    def get(self, role: str) -> InstanceSession:
+        return self._sessions[role]
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+
+    def __enter__(self) -> Sessions:
         return self
 
     def __exit__(

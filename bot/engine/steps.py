@@ -6,28 +6,40 @@ line even when only the head and tail of a long output are kept.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.domain.errors import ConnectionLost, HttpCheckFailed, OperationalError, StepTimeout
+from bot.domain.errors import (
+    ConnectionLost,
+    FileTransferFailed,
+    HttpCheckFailed,
+    OperationalError,
+    StepTimeout,
+)
 from bot.domain.output import CommandResult, LineSink, OutputCollector, Stream
 from bot.domain.ports import ContainerEngine
 from bot.domain.run import VerificationResult
 from bot.domain.runbook import (
     CaptureEquals,
+    CopyAction,
     DockerAction,
     DockerOperation,
     HttpAction,
     NoLinesMatching,
     ShellAction,
     Step,
+    UploadAction,
 )
 from bot.domain.templates import as_is, render
-from bot.engine.session import InstanceSession, Ports
+from bot.engine.session import InstanceSession, Ports, Sessions
 
 EVIDENCE_LINES = 5
+UPLOAD_CHUNK = 1024 * 1024
+TransferProgress = Callable[[int, int | None], None]  # (bytes done, total if known)
 HTTP_ATTEMPT_TIMEOUT = 10.0
 HTTP_RETRY_INTERVAL = 2.0
 
@@ -97,19 +109,25 @@ class StepExecutor:
         self,
         step: Step,
         values: Mapping[str, str],
-        session: InstanceSession,
+        sessions: Sessions,
         on_line: LineSink | None = None,
+        progress: TransferProgress | None = None,
     ) -> StepOutcome:
         watch = _Watch(step, on_line)
         action = step.action
+        session = sessions.get(step.runs_on)
         result: CommandResult | None
         try:
             if isinstance(action, ShellAction):
                 result, error = self._shell(step, action, values, session, watch)
             elif isinstance(action, DockerAction):
                 result, error = self._docker(action, values, session, watch)
-            else:
+            elif isinstance(action, HttpAction):
                 result, error, watch = self._http(step, action, values, session, on_line)
+            elif isinstance(action, CopyAction | UploadAction):
+                result, error = self._transfer(action, values, sessions, session, watch, progress)
+            else:
+                raise AssertionError("gates are the runner's business, not a step to execute")
         except OperationalError as exc:
             return StepOutcome(result=exc.result, error=str(exc))
         if not error and (missing := watch.missing_captures()):
@@ -206,6 +224,38 @@ class StepExecutor:
                 return result, f"{problem} (still so after {step.timeout:g}s)", watch
             clock.sleep(min(HTTP_RETRY_INTERVAL, remaining))
 
+    def _transfer(
+        self,
+        action: CopyAction | UploadAction,
+        values: Mapping[str, str],
+        sessions: Sessions,
+        session: InstanceSession,
+        watch: _Watch,
+        progress: TransferProgress | None,
+    ) -> tuple[CommandResult, str]:
+        """Stream a file into this step's host: from another host (copy) or from the bot."""
+        clock = self._ports.clock
+        started = clock.now()
+        source = render(action.source, values, quote=as_is)
+        dest = posixpath.join(render(action.dest, values, quote=as_is), posixpath.basename(source))
+        if isinstance(action, CopyAction):
+            origin = sessions.get(action.source_role)
+            chunks: Iterable[bytes] = origin.shell().read_file(source)
+            total = None
+            where = f"{origin.instance.address}:{source}"
+        else:
+            total, chunks, where = _local_file(source)
+        report = None if progress is None else (lambda done: progress(done, total))
+        written = session.shell().write_file(dest, chunks, progress=report)
+        text = (
+            f"copied {where} to {session.instance.address}:{dest}\n"
+            f"{written} bytes\ndestination: {dest}"
+        )
+        result = _text_result(
+            session.instance.address, f"copy {where} {dest}", text, started, clock.now(), watch
+        )
+        return result, ""
+
     def _verify(
         self, step: Step, watch: _Watch, values: Mapping[str, str]
     ) -> list[VerificationResult]:
@@ -252,6 +302,26 @@ def _docker_call(engine: ContainerEngine, operation: DockerOperation, args: dict
         return f"pulled {args['image']} ({image.id})"
     image = engine.tag(args["source"], args["target"])
     return f"tagged {args['source']} as {args['target']} ({image.id})"
+
+
+def _local_file(path: str) -> tuple[int, Iterator[bytes], str]:
+    """A file on the bot's machine, streamed in chunks."""
+    try:
+        size = os.path.getsize(path)
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+    except OSError as exc:
+        raise FileTransferFailed(
+            f"Cannot read {path} on the bot's machine ({exc.strerror}). Check the path and "
+            "that the bot may read it.",
+            host="localhost",
+        ) from exc
+
+    def chunks() -> Iterator[bytes]:
+        with handle:
+            while chunk := handle.read(UPLOAD_CHUNK):
+                yield chunk
+
+    return size, chunks(), f"localhost:{path}"
 
 
 def _text_result(

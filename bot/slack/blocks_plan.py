@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from bot.domain.plan import PlannedStep
 from bot.domain.run import RunState
+from bot.domain.runbook import GateAction
+from bot.domain.templates import as_is, render_preview
 from bot.slack.blocks_kit import (
     Block,
     button,
@@ -17,12 +19,14 @@ from bot.slack.blocks_kit import (
     context,
     count,
     divider,
+    escape,
     fields,
     header,
     inline_code,
     line_sections,
     mention,
     mentions,
+    passage,
     phrase,
     section,
     slack_date,
@@ -140,11 +144,33 @@ _CLOSED = {
 }
 
 
+def gate_prompt(view: ApprovalView) -> str:
+    """At a gate: where the run waits and what the approver is asked to check."""
+    gate = view.approval.gate
+    if gate is None:
+        return ""
+    run = view.approval.run
+    prompt = render_preview(
+        gate.step.action.prompt if isinstance(gate.step.action, GateAction) else gate.step.title,
+        run.plan.values_for(gate.step.runs_on),
+        quote=as_is,
+    )
+    return (
+        f"*Run #{run.id} waits at step {gate.number}* {inline_code(gate.step.id)}: "
+        f"{escape(gate.step.title)}\n{escape(prompt)}"
+    )
+
+
 def approval_blocks(view: ApprovalView) -> list[Block]:
     run = view.approval.run
     blocks = [section(approval_status(view))]
+    if view.approval.gate is not None:
+        blocks.insert(0, section(passage(gate_prompt(view))))
+        if view.evidence:
+            lines = "\n".join(escape(line) for line in view.evidence)
+            blocks.insert(1, section(passage(f"*Evidence so far*\n{lines}")))
     if view.open:
-        value = button_value(run.id, run.plan.digest)
+        value = button_value(run.id, view.approval.digest)
         plan = run.plan
         blocks.append(
             {
@@ -156,7 +182,9 @@ def approval_blocks(view: ApprovalView) -> list[Block]:
                         value,
                         style="primary",
                         confirm=confirm_dialog(
-                            f"Approve run #{run.id}?",
+                            f"Let run #{run.id} go on?"
+                            if view.approval.gate
+                            else f"Approve run #{run.id}?",
                             f"{plan.product_title} {versions(plan.from_version, plan.to_version)}"
                             f" on {plan.instance_key}, plan {plan.digest}.",
                             "Approve",

@@ -21,13 +21,14 @@ from bot.slack.blocks_kit import (
     slack_date,
 )
 from bot.slack.blocks_plan import versions
-from commands.views import ProgressView, StepLine, StepState, StepView
+from commands.views import ProgressView, StepLine, StepState, StepView, transfer_bar
 
 STATE_EMOJI = {
     RunState.PLANNED: ":memo:",
     RunState.AWAITING_APPROVAL: ":hourglass:",
     RunState.APPROVED: ":ballot_box_with_check:",
     RunState.RUNNING: ":arrows_counterclockwise:",
+    RunState.WAITING: ":hourglass_flowing_sand:",
     RunState.SUCCEEDED: ":white_check_mark:",
     RunState.FAILED: ":x:",
     RunState.ROLLING_BACK: ":rewind:",
@@ -98,6 +99,10 @@ def progress_blocks(view: ProgressView) -> list[Block]:
             f"_… {count(len(view.steps) - end, 'more step')} ({_tally(view.steps[end:])})_"
         )
     blocks += line_sections(lines, budget=6000, noun="step line")
+    if view.transfer is not None:
+        blocks.append(
+            section(f"{phrase(view.transfer.step_title)}\n`{transfer_bar(view.transfer)}`")
+        )
     blocks.append(context(f"Updated {slack_date(view.updated_at)}"))
     return blocks
 

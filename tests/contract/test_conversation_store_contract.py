@@ -57,9 +57,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conversati
         yield opened
 
 
-def vote(run: int, user: str = "@cy", decision: Decision = APPROVE, minute: float = 1) -> Vote:
+PLAN = "d1"
+GATE = f"{PLAN}.approve-cutover"  # a gate inside plan d1: `<plan digest>.<gate step id>`
+
+
+def vote(
+    run: int,
+    user: str = "@cy",
+    decision: Decision = APPROVE,
+    minute: float = 1,
+    digest: str = PLAN,
+) -> Vote:
     return Vote(
-        run_id=run, user=user, decision=decision, plan_digest="d1", at=at(minute), via="button"
+        run_id=run, user=user, decision=decision, plan_digest=digest, at=at(minute), via="button"
     )
 
 
@@ -102,9 +112,37 @@ def test_a_repeated_vote_is_refused_and_the_first_one_kept(store: ConversationSt
     run = new_run(store).id
     first = vote(run, minute=1)
     assert store.add_vote(first) is True
-    again = Vote(run_id=run, user="@cy", decision=APPROVE, plan_digest="d2", at=at(2), via="emoji")
+    again = Vote(run_id=run, user="@cy", decision=APPROVE, plan_digest=PLAN, at=at(2), via="emoji")
     assert store.add_vote(again) is False
     assert store.votes(run) == [first]
+
+
+def test_one_user_may_approve_the_plan_and_then_a_gate(store: ConversationStore) -> None:
+    run = new_run(store).id
+    plan, gate = vote(run, minute=1), vote(run, minute=5, digest=GATE)
+    assert store.add_vote(plan) is True
+    assert store.add_vote(gate) is True
+    assert store.add_vote(vote(run, minute=6, digest=GATE)) is False  # the gate's, cast again
+    assert store.add_vote(vote(run, minute=7)) is False  # the plan's, cast again
+    assert store.votes(run) == [plan, gate]
+
+    assert store.remove_vote(run, "@cy", APPROVE, GATE) is True
+    assert store.votes(run) == [plan]  # the plan's approval stands
+    assert store.remove_vote(run, "@cy", APPROVE, GATE) is False
+    assert store.add_vote(gate) is True
+    assert store.remove_vote(run, "@cy", APPROVE, PLAN) is True
+    assert store.votes(run) == [gate]  # and the other way round
+    assert store.remove_vote(run, "@cy", APPROVE, "d2") is False  # never cast for that digest
+    assert store.votes(run) == [gate]
+
+
+def test_a_gate_digest_holds_a_full_plan_digest_and_step_id(store: ConversationStore) -> None:
+    run = new_run(store).id
+    digest = f"{'f' * 64}.{'gate-' * 40}"  # as wide as `runs.plan_digest` + `step_results.step_id`
+    long = vote(run, digest=digest)
+    assert store.add_vote(long) is True
+    assert store.votes(run) == [long]
+    assert store.remove_vote(run, "@cy", APPROVE, digest) is True
 
 
 def test_one_user_may_hold_an_approve_and_a_reject_separately(store: ConversationStore) -> None:
@@ -114,7 +152,7 @@ def test_one_user_may_hold_an_approve_and_a_reject_separately(store: Conversatio
     assert store.add_vote(reject) is True
     assert store.votes(run) == [approve, reject]
 
-    assert store.remove_vote(run, "@cy", APPROVE) is True
+    assert store.remove_vote(run, "@cy", APPROVE, PLAN) is True
     assert store.votes(run) == [reject]
 
 
@@ -127,12 +165,12 @@ def test_a_withdrawn_vote_is_gone_and_withdrawing_nothing_is_false(
     for cast in (mine, theirs, vote(other, "@cy")):
         store.add_vote(cast)
 
-    assert store.remove_vote(run, "@cy", APPROVE) is True
+    assert store.remove_vote(run, "@cy", APPROVE, PLAN) is True
     assert store.votes(run) == [theirs]
     assert store.votes(other) == [vote(other, "@cy")]  # the same user's vote elsewhere stays
-    assert store.remove_vote(run, "@cy", APPROVE) is False  # withdrawn already
-    assert store.remove_vote(run, "@di", REJECT) is False  # never cast
-    assert store.remove_vote(run, "@zed", APPROVE) is False  # never voted
+    assert store.remove_vote(run, "@cy", APPROVE, PLAN) is False  # withdrawn already
+    assert store.remove_vote(run, "@di", REJECT, PLAN) is False  # never cast
+    assert store.remove_vote(run, "@zed", APPROVE, PLAN) is False  # never voted
 
     assert store.add_vote(mine) is True  # and may be cast again
     assert store.votes(run) == [mine, theirs]
@@ -155,7 +193,7 @@ def test_votes_on_an_unknown_run_are_refused(store: ConversationStore) -> None:
     new_run(store)
     for call in (
         lambda: store.add_vote(vote(4242)),
-        lambda: store.remove_vote(4242, "@cy", APPROVE),
+        lambda: store.remove_vote(4242, "@cy", APPROVE, PLAN),
         lambda: store.votes(4242),
     ):
         with pytest.raises(UnknownRun, match="#4242"):
@@ -165,9 +203,10 @@ def test_votes_on_an_unknown_run_are_refused(store: ConversationStore) -> None:
 def test_the_same_vote_cast_twice_at_once_is_recorded_once(store: ConversationStore) -> None:
     run = new_run(store).id
     for round_ in range(ROUNDS):
-        cast = vote(run, f"@u{round_}")
-        assert sorted(race(store.add_vote, [cast, cast])) == [False, True]
-    assert len(store.votes(run)) == ROUNDS
+        plan, gate = vote(run, f"@u{round_}"), vote(run, f"@u{round_}", digest=GATE)
+        added = race(store.add_vote, [plan, gate, plan, gate])
+        assert sorted(added) == [False, False, True, True]
+    assert len(store.votes(run)) == 2 * ROUNDS
 
 
 # EventLog
@@ -335,7 +374,7 @@ def test_database_failures_are_store_unavailable(broken_store: tuple[SqlRunStore
     store, run = broken_store
     calls: dict[str, Callable[[], object]] = {
         "recording @cy's approve of run": lambda: store.add_vote(vote(run)),
-        "withdrawing @cy's approve of run": lambda: store.remove_vote(run, "@cy", APPROVE),
+        "withdrawing @cy's approve of run": lambda: store.remove_vote(run, "@cy", APPROVE, PLAN),
         "reading the votes on run": lambda: store.votes(run),
         "noting event 'Ev01'": lambda: store.first_sighting("Ev01", AT),
         "locking prod": lambda: store.lock(env_lock()),

@@ -270,6 +270,26 @@ def test_one_active_run_per_instance(store: RunStore) -> None:
         store.transition(holder.id, S.SUCCEEDED, S.ROLLING_BACK, at=at(15), actor="@ana")
 
 
+def test_a_run_waiting_at_a_gate_holds_its_instance(store: RunStore) -> None:
+    holder = new_run(store, *TO_RUNNING, S.WAITING, by="@ana")
+    next_ = new_run(store, S.AWAITING_APPROVAL, S.APPROVED)
+
+    with pytest.raises(InstanceBusy) as caught:
+        store.transition(next_.id, S.APPROVED, S.RUNNING, at=at(9), actor="engine")
+    assert f"#{holder.id}" in str(caught.value)
+    assert "waiting" in str(caught.value)
+    assert store.get(next_.id) == next_
+
+    # Let through the gate, the holder goes on running on its own instance; cancelled, it lets go.
+    store.transition(holder.id, S.WAITING, S.RUNNING, at=at(10), actor="@cy")
+    store.transition(holder.id, S.RUNNING, S.WAITING, at=at(11), actor="engine")
+    with pytest.raises(InstanceBusy, match="waiting"):
+        store.transition(next_.id, S.APPROVED, S.RUNNING, at=at(12), actor="engine")
+    store.transition(holder.id, S.WAITING, S.CANCELLED, at=at(13), actor="@ana")
+    moved = store.transition(next_.id, S.APPROVED, S.RUNNING, at=at(14), actor="engine")
+    assert moved.state is S.RUNNING
+
+
 def test_two_runs_racing_for_one_instance_one_wins(store: RunStore) -> None:
     def move(run: Run, start: threading.Barrier) -> Run | InstanceBusy:
         start.wait()  # both threads leave together, so their transactions overlap

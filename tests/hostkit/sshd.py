@@ -53,6 +53,7 @@ UseDNS no
 MaxSessions 100
 MaxStartups 200
 LogLevel VERBOSE
+Subsystem sftp internal-sftp
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,15 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def test_head_is_0002_on_top_of_0001() -> None:
+def test_head_is_0003_on_top_of_0002_and_0001() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert head() == {"0002"}
-    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+    assert head() == {"0003"}
+    assert [r.revision for r in script.walk_revisions()] == ["0003", "0002", "0001"]
 
 
 def test_upgrade_reaches_head_and_is_idempotent(fresh_url: str, engine: Engine) -> None:
     assert current_revisions(engine) == set()
-    assert upgrade_schema(fresh_url) == "0002"
+    assert upgrade_schema(fresh_url) == "0003"
     assert current_revisions(engine) == head()
     assert set(inspect(engine).get_table_names()) == TABLES
 
@@ -90,11 +91,8 @@ def test_the_models_match_the_migrations(fresh_url: str, engine: Engine) -> None
     assert differences == []
 
 
-def test_the_active_instance_index_covers_exactly_the_active_states(
-    fresh_url: str, engine: Engine
-) -> None:
-    # Autogenerate does not compare an index's WHERE clause, so read it from the database.
-    upgrade_schema(fresh_url)
+def active_index_states(engine: Engine) -> set[str]:
+    """The states the active-instance index covers, read from the database's own definition."""
     if engine.dialect.name == "sqlite":
         query = "SELECT sql FROM sqlite_master WHERE name = :name"
     else:
@@ -105,7 +103,15 @@ def test_the_active_instance_index_covers_exactly_the_active_states(
     with engine.connect() as connection:
         definition = connection.execute(text(query), {"name": ACTIVE_INSTANCE_INDEX}).scalar_one()
     assert "UNIQUE" in definition.upper()
-    assert set(re.findall(r"'(\w+)'", definition)) == {state.value for state in ACTIVE_STATES}
+    return set(re.findall(r"'(\w+)'", definition))
+
+
+def test_the_active_instance_index_covers_exactly_the_active_states(
+    fresh_url: str, engine: Engine
+) -> None:
+    # Autogenerate does not compare an index's WHERE clause, so read it from the database.
+    upgrade_schema(fresh_url)
+    assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
 
 
 def test_the_database_itself_refuses_a_second_active_run(fresh_url: str, engine: Engine) -> None:
@@ -132,7 +138,7 @@ def test_an_empty_database_is_outdated_and_the_message_says_how_to_fix_it(engine
     assert "`python -m bot db upgrade`" in str(caught.value)
 
 
-def test_0002_goes_down_to_0001_and_up_again_keeping_the_runs(
+def test_head_goes_down_to_0001_and_up_again_keeping_the_runs(
     fresh_url: str, engine: Engine
 ) -> None:
     upgrade_schema(fresh_url)
@@ -146,10 +152,10 @@ def test_0002_goes_down_to_0001_and_up_again_keeping_the_runs(
     downgrade(engine, "0001")
     assert current_revisions(engine) == {"0001"}
     assert set(inspect(engine).get_table_names()) == TABLES_0001
-    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0002"):
+    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0003"):
         SqlRunStore(engine)
 
-    assert upgrade_schema(fresh_url) == "0002"
+    assert upgrade_schema(fresh_url) == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES
     store = SqlRunStore(engine)
     assert store.get(run.id) == run  # 0001's tables were left alone
@@ -158,6 +164,47 @@ def test_0002_goes_down_to_0001_and_up_again_keeping_the_runs(
     store.save_thread(ChatThread(run_id=run.id, channel="C01", plan_ts="1.1", approval_ts="1.2"))
     assert store.run_at("C01", "1.2") == run.id
     assert store.first_sighting("Ev01", AT) is True
+
+
+def cast(run_id: int, user: str, digest: str, minute: int) -> Vote:
+    when = AT + timedelta(minutes=minute)
+    return Vote(
+        run_id=run_id, user=user, decision=Decision.APPROVE, plan_digest=digest, at=when, via=""
+    )
+
+
+def test_0003_goes_down_to_0002_and_up_again_keeping_one_vote_per_user_and_decision(
+    fresh_url: str, engine: Engine
+) -> None:
+    upgrade_schema(fresh_url)
+    store = SqlRunStore(engine)
+    run = store.create(make_plan(), requested_by="@ana", at=AT)
+    plan, replanned, gate = run.plan.digest, "e" * 64, f"{run.plan.digest}.{'g' * 200}"
+    kept = [cast(run.id, "@cy", plan, 1), cast(run.id, "@di", replanned, 3)]
+    for vote in (kept[0], cast(run.id, "@cy", gate, 2), cast(run.id, "@di", plan, 2), kept[1]):
+        assert store.add_vote(vote) is True
+
+    downgrade(engine, "0002")
+    assert current_revisions(engine) == {"0002"}
+    assert active_index_states(engine) == {"interrupted", "rolling_back", "running"}
+    read = text('SELECT "user", plan_digest FROM votes ORDER BY id')
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(read)]
+    # The gate vote is gone (0002 knows no gates), and of @di's two approvals the later stays.
+    assert rows == [("@cy", plan), ("@di", replanned)]
+    again = text(
+        'INSERT INTO votes (run_id, "user", decision, plan_digest, at, via)'
+        " SELECT run_id, \"user\", decision, 'f1', at, via FROM votes WHERE \"user\" = '@cy'"
+    )
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(again)  # one vote per (run, user, decision) again
+
+    assert upgrade_schema(fresh_url) == "0003"
+    store = SqlRunStore(engine)
+    assert store.votes(run.id) == kept  # 0002's votes come through 0003 as they were
+    assert store.add_vote(cast(run.id, "@cy", gate, 4)) is True
+    assert store.add_vote(cast(run.id, "@cy", gate, 5)) is False
+    assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
 
 
 def test_a_database_behind_head_is_outdated(fresh_url: str, engine: Engine) -> None:

@@ -49,6 +49,8 @@ class Context:
 
     origin: str
     long_text: Literal["truncate", "refuse"] = "truncate"
+    # Opens a Socket Mode link and returns its URL (`apps.connections.open`).
+    open_link: Callable[[], str] | None = None
 
 
 Handler = Callable[[Workspace, Args, Context], dict[str, Any]]
@@ -231,6 +233,13 @@ def reactions_remove(ws: Workspace, args: Args, context: Context) -> dict[str, A
     return {"ok": True}
 
 
+def apps_connections_open(ws: Workspace, args: Args, context: Context) -> dict[str, Any]:
+    # A WebSocket URL of the emulator's Socket Mode server (`socket_mode`), good for one connection.
+    if context.open_link is None:
+        raise SlackError("internal_error")
+    return {"ok": True, "url": context.open_link()}
+
+
 def files_upload(ws: Workspace, args: Args, context: Context) -> dict[str, Any]:
     # Retired on 2025-11-12 (docs.slack.dev/changelog/2024-04-a-better-way-to-upload-files-is-
     # here-to-stay); apps calling it now get this answer.
@@ -245,4 +254,8 @@ HANDLERS: dict[str, Handler] = {
     "reactions.add": reactions_add,
     "reactions.remove": reactions_remove,
     "files.upload": files_upload,
+    "apps.connections.open": apps_connections_open,
 }
+# Methods that want an app-level token (`xapp-...`), and only in the Authorization header
+# (https://docs.slack.dev/reference/methods/apps.connections.open).
+APP_LEVEL_METHODS = frozenset({"apps.connections.open"})

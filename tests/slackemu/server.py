@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from slack_sdk import WebClient
 
-from tests.slackemu import methods, people, uploads, views, wire
+from tests.slackemu import methods, people, socket_mode, uploads, views, wire
 from tests.slackemu.ratelimit import RateLimiter, Rule
 from tests.slackemu.workspace import Ephemeral, Message, Person, Upload, Workspace
 
@@ -50,16 +50,20 @@ class SlackEmulator:
         self,
         *,
         tokens: tuple[str, ...] = ("xoxb-test",),
+        app_tokens: tuple[str, ...] = ("xapp-1-A0APP0001-test",),
         rules: Mapping[str, Rule] | None = None,
         long_text: Literal["truncate", "refuse"] = "truncate",
     ) -> None:
         self.tokens = tokens
-        self.limiter = RateLimiter(rules)
+        self.app_tokens = app_tokens
+        self.limiter = RateLimiter(socket_mode.RULES if rules is None else rules)
         self.long_text = long_text
         self.workspace = Workspace()
         self._calls: list[Call] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # Slack's Socket Mode side; it listens once `apps.connections.open` has handed out a URL.
+        self.socket_mode = socket_mode.SocketModeServer()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -75,6 +79,7 @@ class SlackEmulator:
         return self
 
     def stop(self) -> None:
+        self.socket_mode.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -102,6 +107,11 @@ class SlackEmulator:
     @property
     def token(self) -> str:
         return self.tokens[0]
+
+    @property
+    def app_token(self) -> str:
+        """The app-level token (`xapp-...`, `SLACK_APP_TOKEN`) that opens Socket Mode links."""
+        return self.app_tokens[0]
 
     def client(self, **kwargs: Any) -> WebClient:
         """A WebClient bound to this emulator (any WebClient argument may be overridden)."""
@@ -177,8 +187,10 @@ class SlackEmulator:
             body = {"ok": False, "error": "unknown_method", "req_method": method}
         elif token is None:
             body = {"ok": False, "error": "not_authed"}
-        elif token not in self.tokens:
+        elif token not in self.tokens and token not in self.app_tokens:
             body = {"ok": False, "error": "invalid_auth"}
+        elif (token in self.app_tokens) != (method in methods.APP_LEVEL_METHODS):
+            body = {"ok": False, "error": "not_allowed_token_type"}
         else:
             channel = args.get("channel") or args.get("channel_id")
             wait = self.limiter.check(method, str(channel) if channel else None)
@@ -186,7 +198,11 @@ class SlackEmulator:
                 status, headers = 429, {"Retry-After": str(wait)}
                 body = {"ok": False, "error": "ratelimited"}
             else:
-                context = methods.Context(origin=self.origin, long_text=self.long_text)
+                context = methods.Context(
+                    origin=self.origin,
+                    long_text=self.long_text,
+                    open_link=self.socket_mode.open_url,
+                )
                 with self.workspace.lock:
                     try:
                         body = handler(self.workspace, args, context)
@@ -235,10 +251,14 @@ def _handler_for(emulator: SlackEmulator) -> type[BaseHTTPRequestHandler]:
                 self._json(200, {"ok": False, "error": "invalid_json"}, {})
                 return
             args.update(parsed)
-            token = wire.bearer(self.headers.get("Authorization")) or args.pop("token", None)
+            header_token = wire.bearer(self.headers.get("Authorization"))
+            token = header_token or args.pop("token", None)
             args.pop("token", None)
             wire.decode_json_fields(args)
-            status, answer, headers = emulator.answer(url.path[len(API_PATH) :], args, token)
+            method = url.path[len(API_PATH) :]
+            if method in methods.APP_LEVEL_METHODS and header_token is None:
+                token = None  # the app-level token counts only in the Authorization header
+            status, answer, headers = emulator.answer(method, args, token)
             self._json(status, answer, headers)
 
         def _json(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:

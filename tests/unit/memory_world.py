@@ -35,6 +35,25 @@ STARTUP_LOG = (
 )
 
 
+NONPROD_CONSOLE = "http://myst-test.test/console/"
+NONPROD_BACKUP = f"{HOME}/backup/myst-studio-1600000000.sql"
+
+
+def _instance(name: str, environment: str, console: str, **extra: object) -> Instance:
+    return Instance(
+        name=name,
+        environment=environment,
+        product="myst-studio",
+        home=HOME,
+        ssh=SshTarget(host=name, user="myst", key_file=Path("/k"), known_hosts=Path("/kh")),
+        docker=DockerEndpoint(url="unix:///memory/docker.sock"),
+        registry=Registry(url="http://registry.test"),
+        image=IMAGE,
+        console_url=console,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
 def console_page(version: str) -> str:
     return f"<html><body>MyST Studio<footer>Version {version}</footer></body></html>"
 
@@ -54,23 +73,19 @@ class MemoryWorld:
     def instance(self) -> Instance:
         return self.inventory.find("myst-studio", "prod", None)
 
+    with_nonprod: bool = False  # a non-production twin, myst-test, for the phased strategy
+
     @property
     def inventory(self) -> Inventory:
-        instance = Instance(
-            name="myst-prod",
-            environment="prod",
-            product="myst-studio",
-            home=HOME,
-            ssh=SshTarget(
-                host="myst-prod", user="myst", key_file=Path("/k"), known_hosts=Path("/kh")
-            ),
-            docker=DockerEndpoint(url="unix:///memory/docker.sock"),
-            registry=Registry(url="http://registry.test"),
-            image=IMAGE,
-            console_url=CONSOLE,
-        )
-        environment = Environment(name="prod", instances=(instance,), policy=self.policy)
-        return Inventory(environments={"prod": environment})
+        peers = {"nonprod": "nonprod/myst-test"} if self.with_nonprod else {}
+        instance = _instance("myst-prod", "prod", CONSOLE, peers=peers)
+        environments = {"prod": Environment(name="prod", instances=(instance,), policy=self.policy)}
+        if self.with_nonprod:
+            twin = _instance(
+                "myst-test", "nonprod", NONPROD_CONSOLE, variables={"container": "myst-test"}
+            )
+            environments["nonprod"] = Environment(name="nonprod", instances=(twin,))
+        return Inventory(environments=environments, default_environment="prod")
 
     @property
     def ports(self) -> Ports:
@@ -117,3 +132,17 @@ def myst_world(policy: Policy | None = None) -> MemoryWorld:
         http=http,
         policy=policy or Policy(),
     )
+
+
+def phased_world(policy: Policy | None = None) -> MemoryWorld:
+    """myst_world plus its non-production twin myst-test, also at 3.9.0.3, scripts working."""
+    world = myst_world(policy)
+    world.with_nonprod = True
+    world.engine.run_container("myst-test", "myst-studio")
+    twin = world.shells.shell("myst-test")
+    twin.on(r"/bin/pull\.sh", stdout="Pulled 3.9.1\n")
+    twin.on(r"/bin/backup-database\.sh", stdout=f"Backed up to {NONPROD_BACKUP}\n")
+    twin.on(r"/bin/(restart|update-database)\.sh", stdout="Restarted\n")
+    twin.on(r"/bin/output-logs\.sh", stdout=STARTUP_LOG, exit_code=None, seconds=10_000)
+    world.http.set_page(NONPROD_CONSOLE, console_page("3.9.1"))
+    return world

@@ -160,8 +160,10 @@ def make_run(plan: Plan | None = None, **overrides: Any) -> Run:
 
 
 def make_approval(run: Run | None = None, **overrides: Any) -> Approval:
+    run = run or make_run()
     fields: dict[str, Any] = {
-        "run": run or make_run(),
+        "run": run,
+        "digest": run.plan.digest,
         "tally": Tally(required=2, approved_by=("U0ALICE",), rejected_by=()),
         "approvers": frozenset({"U0ALICE", "U0BOB", "U0CAROL"}),
         "expires_at": at(120),
