@@ -1,9 +1,11 @@
 """The file half of the SSH adapter: SFTP sessions on `ParamikoShell`'s own connection.
 
 Reads keep a bounded read-ahead: paramiko's prefetch is asked for one window at a time, never for
-the whole file. (Its `max_concurrent_requests` mode can mark a prefetch done while requests are
-still to be sent; the reader then falls back to plain reads and the rest of the file piles up,
-unread, in memory.) Writes are pipelined, with no round trip per 32 KB request; but paramiko drops
+the whole file, and each window is read through a handle of its own. Its prefetch can count itself
+done while its thread still has requests to send; the reader then falls back to plain reads, and
+the data of the requests sent after that stays in the handle's buffer, unread, until the handle is
+closed (with `max_concurrent_requests` that is the rest of the file). A handle per window frees it
+at every window. Writes are pipelined, with no round trip per 32 KB request; but paramiko drops
 the status of the last pipelined writes when the file is closed, so the size the host stored is
 checked before the temporary file is renamed into place: a full disk fails the transfer instead of
 leaving a truncated file under the real name.
@@ -196,31 +198,39 @@ class SftpFiles:
         )
 
 
+class _Changed(OSError):
+    """The file is not the one the read began with: it changed, or was replaced."""
+
+
 def _download(sftp: paramiko.SFTPClient, path: str, chunk_size: int) -> Iterator[bytes]:
-    with sftp.open(path, "rb") as remote:
-        attributes = remote.stat()
-        if attributes.st_mode is not None and stat.S_ISDIR(attributes.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "is a folder")
-        size = attributes.st_size or 0
-        done = fetched = 0
-        while True:
-            if fetched <= done < size:
-                # The next window only once the last one is read: a prefetch always starts at
-                # the read position, so asking earlier would fetch the same bytes twice.
-                fetched = min(done + READ_AHEAD, size)
-                remote.prefetch(fetched)
-            # past the size seen at the start the file has grown: read on, without read-ahead
-            want = min(chunk_size, fetched - done) if done < size else chunk_size
-            data = remote.read(want)
-            if not data:
-                # paramiko takes a failed send for the end of the file: one more round trip
-                # tells a dropped connection (it raises) and a file that changed from the end
-                final = remote.stat().st_size
-                if final != done:
-                    raise OSError(f"it changed while being read: {done} of {final} bytes read")
+    """Read the file window by window, each through a handle of its own (see the module's
+    docstring); every handle must show the file as the first one did."""
+    done, first = 0, None
+    while True:
+        with sftp.open(path, "rb") as remote:
+            attributes = remote.stat()
+            seen = (attributes.st_size or 0, attributes.st_mtime)
+            if first is None:
+                if attributes.st_mode is not None and stat.S_ISDIR(attributes.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a folder")
+                first = seen
+            elif seen != first:
+                raise _Changed(f"changed while being read, after {done} bytes")
+            size = first[0]
+            if done >= size:
+                # the check above, on a handle opened after the last byte came, also proves
+                # the connection alive: paramiko takes a failed send for the end of a file
                 return
-            done += len(data)
-            yield data
+            window = min(done + READ_AHEAD, size)
+            remote.seek(done)
+            remote.prefetch(window)
+            while done < window:
+                data = remote.read(min(chunk_size, window - done))
+                if not data:
+                    remote.stat()  # raises if the connection dropped
+                    raise _Changed(f"ended while being read, after {done} of {size} bytes")
+                done += len(data)
+                yield data
 
 
 def _close(sftp: paramiko.SFTPClient) -> None:
@@ -274,6 +284,8 @@ def _explain(host: str, path: str, exc: BaseException, writing: bool) -> str:
             f"{host} refused to read {path} (permission denied). Check that the login user "
             f"may read it (`ls -l {path}`)."
         )
+    if isinstance(exc, _Changed):
+        return f"{path} on {host} {exc}. Read it again once nothing writes to it."
     if code == errno.EISDIR:
         return f"{path} on {host} is a folder, not a file. Check the path."
     if writing:

@@ -22,13 +22,14 @@ from bot.domain.run import Run, RunState
 from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.runner import RunObserver
-from bot.engine.service import UpgradeService
+from bot.engine.service import Approval, UpgradeService
 from commands.chat import Chat
 from commands.grammar import (
     Cancel,
     Help,
     History,
     Lock,
+    Rollback,
     Status,
     Unlock,
     Upgrade,
@@ -98,6 +99,17 @@ class Conversation:
                 case History(product=product, environment=environment):
                     runs = self.service.history(product=product, environment=environment)
                     self._whisper(channel, user, RunListView(title="Recent runs", runs=tuple(runs)))
+                case Rollback(run_id=run_id):
+                    approval = self.service.request_rollback(run_id, requester=user)
+                    self._post_request(approval, user=user, channel=channel)
+                    self._tell_thread(
+                        run_id,
+                        Notice(
+                            text=f"<@{user}> asked to roll back run #{run_id}: run "
+                            f"#{approval.run.id} waits for approval.",
+                            tone=Tone.WARNING,
+                        ),
+                    )
                 case Cancel(run_id=run_id):
                     run = self.service.cancel(run_id, user=user)
                     self._tell_thread(
@@ -140,7 +152,12 @@ class Conversation:
             plan = self.service.plan(request)
             self._whisper(channel, user, PlanView(plan=plan, requested_by=user))
             return
-        approval = self.service.request(request, requester=user)
+        self._post_request(
+            self.service.request(request, requester=user), user=user, channel=channel
+        )
+
+    def _post_request(self, approval: Approval, *, user: str, channel: str) -> None:
+        """The plan in the channel, the approval request in its thread; start if approved."""
         run = approval.run
         plan_ts = self._chat.post(
             channel, PlanView(plan=run.plan, requested_by=user, run_id=run.id)

@@ -1,7 +1,7 @@
 """The `/upgrade` grammar: the text after the slash command becomes one command record.
 
     /upgrade <product> <version> [env=E] [strategy=S] [instance=I] [--dry-run] [--allow-downgrade]
-    /upgrade help | status [run] | history [product] [env] | cancel <run>
+    /upgrade help | status [run] | history [product] [env] | cancel <run> | rollback <run>
     /upgrade lock <env> <reason> | unlock <env>
 
 A mistake gets one sentence saying what is wrong, and the right form.
@@ -22,6 +22,7 @@ FORMS = {
     "status": "/upgrade status [run]",
     "history": "/upgrade history [product] [env]",
     "cancel": "/upgrade cancel <run>",
+    "rollback": "/upgrade rollback <run>",
     "lock": "/upgrade lock <env> <reason>",
     "unlock": "/upgrade unlock <env>",
 }
@@ -66,6 +67,11 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Lock:
     environment: str
     reason: str
@@ -76,7 +82,7 @@ class Unlock:
     environment: str
 
 
-Command = Help | Upgrade | Status | History | Cancel | Lock | Unlock
+Command = Help | Upgrade | Status | History | Cancel | Rollback | Lock | Unlock
 
 
 def parse(text: str) -> Command:
@@ -94,6 +100,9 @@ def parse(text: str) -> Command:
     if verb == "cancel":
         _exactly(verb, rest, 1, "a run number")
         return Cancel(_run_id(verb, rest[0]))
+    if verb == "rollback":
+        _exactly(verb, rest, 1, "a run number")
+        return Rollback(_run_id(verb, rest[0]))
     if verb == "lock":
         if len(rest) < 2:
             _usage(verb, "needs an environment and a reason")

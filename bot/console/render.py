@@ -293,7 +293,7 @@ def plan_panel(view: PlanView) -> RenderableType:
         "new approvals."
     )
     parts.append(Text(f"\n{line(bound, 300)}", style="dim"))
-    kind = "Dry run" if dry else "Upgrade plan"
+    kind = "Dry run" if dry else "Rollback plan" if plan.rollback_of else "Upgrade plan"
     return Panel(
         Group(*parts),
         title=f"{kind}: {line(plan.product_title)} {versions(plan)}",
@@ -566,7 +566,17 @@ def report_panel(report: RunReport, *, title: str) -> RenderableType:
     run = report.run
     outcome = Text.assemble((f"{run_title(run)}: ", "bold"), state_text(run.state))
     outcome.append(f"\n{line(report.outcome, 300)}", style="bold")
-    return Panel(Group(outcome, *report_parts(report)), title=title, title_align="left")
+    parts: list[RenderableType] = [outcome]
+    if report.manual_steps:
+        parts.append(
+            Text(
+                "The rollback did not finish. Left to do by hand, in this order:", style="bold red"
+            )
+        )
+        parts += [Text(f"{n}. {line(step, 300)}") for n, step in enumerate(report.manual_steps, 1)]
+    if report.rollback_offered:
+        parts.append(Text(f"To undo it, type: /upgrade rollback {run.id}", style="dim"))
+    return Panel(Group(*parts, *report_parts(report)), title=title, title_align="left")
 
 
 def detail_panel(view: RunDetailView) -> RenderableType:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -131,3 +131,15 @@ class StepResult:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+REFUSED = "Refused to run"  # the start of the error of a step refused before it ran
+
+
+def changed_roles(plan: Plan, results: Sequence[StepResult]) -> set[str]:
+    """The roles ("" is the instance itself) whose host a started step has changed: they need
+    their rollback steps if the run is undone. A step refused before it ran changed nothing."""
+    started = {
+        r.step_id for r in results if r.phase is Phase.UPGRADE and not r.error.startswith(REFUSED)
+    }
+    return {p.step.runs_on for p in plan.steps if p.step.changes_host and p.step.id in started}

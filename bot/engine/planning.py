@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from bot.domain.errors import (
@@ -24,6 +25,7 @@ from bot.domain.errors import (
 )
 from bot.domain.inventory import Instance, Inventory
 from bot.domain.plan import Plan, PlannedStep
+from bot.domain.run import Run, StepResult, changed_roles
 from bot.domain.runbook import (
     Catalog,
     Condition,
@@ -39,8 +41,9 @@ from bot.domain.runbook import (
     VersionSource,
     missing_values,
     needed_values,
+    step_templates,
 )
-from bot.domain.templates import as_is, render, render_preview
+from bot.domain.templates import as_is, placeholders, render, render_preview
 from bot.domain.versions import Version, known_versions, parse_version
 from bot.engine.session import InstanceSession, Ports, Sessions
 from bot.engine.steps import StepExecutor
@@ -349,3 +352,55 @@ def preview(step: Step, values: Mapping[str, str]) -> str:
         )
     assert isinstance(action, GateAction)
     return f"wait for approval: {render_preview(action.prompt, values, quote=as_is)}"
+
+
+def rollback_plan(run: Run, results: Sequence[StepResult], now: datetime) -> Plan:
+    """A plan that undoes `run` on request: its rollback steps for the hosts it changed, with the
+    values it captured (the backup path, say) filled in. Approved like any plan."""
+    plan = run.plan
+    changed = changed_roles(plan, results)
+    if not changed:
+        raise UserError(
+            f"Run #{run.id} changed nothing on its hosts, so there is nothing to roll back.",
+            f"See `/upgrade status {run.id}`.",
+        )
+    chosen = [p.step for p in plan.rollback if p.step.runs_on in changed]
+    if not chosen:
+        raise UserError(
+            f"The {plan.strategy} strategy has no rollback steps.",
+            "Undo the change by hand, following the product's guide.",
+        )
+    captures = {k: v for r in results for k, v in r.captures.items()}
+    values = {**plan.variables, **captures}
+    needed = {n for step in chosen for t in step_templates(step) for n in placeholders(t)}
+    known = set(values) | {n for vs in plan.role_variables.values() for n in vs}
+    if missing := sorted(needed - known):
+        raise UserError(
+            f"Run #{run.id} never captured {', '.join(f'`{m}`' for m in missing)}, "
+            "which its rollback needs.",
+            "Undo the change by hand.",
+        )
+    steps = tuple(
+        PlannedStep(
+            number=n,
+            step=step,
+            preview=preview(step, {**values, **plan.role_variables.get(step.runs_on, {})}),
+            target=plan.roles.get(step.runs_on, ""),
+        )
+        for n, step in enumerate(chosen, 1)
+    )
+    return replace(
+        plan,
+        steps=steps,
+        rollback=(),
+        auto_rollback=False,
+        variables=values,
+        strategy=f"rollback of #{run.id}",
+        from_version=plan.to_version,
+        to_version=plan.from_version,
+        downgrade=True,
+        rollback_of=run.id,
+        created_at=now,
+        expected_outage="as the rollback steps take",
+        digest="",
+    )

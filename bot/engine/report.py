@@ -6,9 +6,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.domain.output import Output
-from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus, VerificationResult
+from bot.domain.run import (
+    Phase,
+    Run,
+    RunState,
+    StepResult,
+    StepStatus,
+    VerificationResult,
+    changed_roles,
+)
 from bot.domain.runbook import NoLinesMatching, StepRole
+from bot.engine.planning import preview
 
+ROLLBACK_OUTCOMES = {
+    RunState.SUCCEEDED: "rolled back on request and verified",
+    RunState.FAILED: "the rollback failed; the instance may be between versions: needs an operator",
+}
 OUTCOMES = {
     RunState.SUCCEEDED: "upgraded and verified",
     RunState.FAILED: "failed; the instance was not rolled back",
@@ -37,6 +50,8 @@ class RunReport:
     verifications: tuple[CheckedStep, ...]
     steps: tuple[StepResult, ...]
     failed_step: StepResult | None
+    rollback_offered: bool  # a rollback can be asked for (`/upgrade rollback <run>`)
+    manual_steps: tuple[str, ...] = ()  # after a failed rollback: what is left to do by hand
 
     @property
     def verified(self) -> bool:
@@ -67,9 +82,17 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         if roles.get(s.step_id) is StepRole.STARTUP_LOG and s.result is not None
     ]
     failed = [s for s in steps if s.status is StepStatus.FAILED]
+    changed = changed_roles(run.plan, steps)
+    offered = (
+        run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.ROLLBACK_FAILED)
+        and run.plan.rollback_of is None
+        and any(p.step.runs_on in changed for p in run.plan.rollback)
+    )
     return RunReport(
         run=run,
-        outcome=OUTCOMES.get(run.state, run.state.value.replace("_", " ")),
+        outcome=(ROLLBACK_OUTCOMES if run.plan.rollback_of else OUTCOMES).get(
+            run.state, run.state.value.replace("_", " ")
+        ),
         backup_path=backup,
         startup_log=logs[-1] if logs else None,
         error_patterns=tuple(sorted(patterns)),
@@ -80,4 +103,23 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         ),
         steps=tuple(steps),
         failed_step=failed[0] if failed else None,
+        rollback_offered=offered,
+        manual_steps=_left_to_do(run, steps, changed)
+        if run.state is RunState.ROLLBACK_FAILED
+        else (),
+    )
+
+
+def _left_to_do(run: Run, steps: Sequence[StepResult], changed: set[str]) -> tuple[str, ...]:
+    """The rollback steps that did not succeed, with this run's values filled in, in order."""
+    done = {
+        s.step_id for s in steps if s.phase is Phase.ROLLBACK and s.status is StepStatus.SUCCEEDED
+    }
+    captures = {k: v for s in steps for k, v in s.captures.items()}
+    plan = run.plan
+    return tuple(
+        f"{p.step.title} (on {p.target or plan.instance_key}): "
+        + preview(p.step, {**plan.values_for(p.step.runs_on), **captures})
+        for p in plan.rollback
+        if p.step.runs_on in changed and p.step.id not in done
     )

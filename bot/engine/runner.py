@@ -22,7 +22,7 @@ from bot.domain.inventory import Inventory
 from bot.domain.output import Stream
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import RunStore
-from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
+from bot.domain.run import REFUSED, Phase, Run, RunState, StepResult, StepStatus, changed_roles
 from bot.domain.runbook import GateAction, backup_name
 from bot.engine.session import Ports, Sessions
 from bot.engine.steps import StepExecutor, StepOutcome
@@ -68,9 +68,6 @@ class SilentObserver:
 
     def finished(self, run: Run) -> None:
         pass
-
-
-REFUSED = "Refused to run"  # a step refused before it ran changed nothing
 
 
 @dataclass(frozen=True)
@@ -163,14 +160,7 @@ class Runner:
         """Undo the hosts that changed (all of them, or only the failed step's host, as the
         strategy says), if the runbook rolls back automatically."""
         plan = run.plan
-        started = {
-            r.step_id
-            for r in self._store.steps(run.id)
-            if r.phase is Phase.UPGRADE and not r.error.startswith(REFUSED)
-        }
-        changed = {
-            p.step.runs_on for p in plan.steps if p.step.changes_host and p.step.id in started
-        }
+        changed = changed_roles(plan, self._store.steps(run.id))
         if plan.rollback_scope == "failed_role":
             changed &= {failed.step.runs_on}
         steps = tuple(p for p in plan.rollback if p.step.runs_on in changed)

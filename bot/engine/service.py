@@ -21,7 +21,7 @@ from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import Clock, Directory, EventLog, LockStore, RunStore, ThreadStore, VoteStore
 from bot.domain.run import ACTIVE_STATES, Run, RunState, StepStatus
 from bot.domain.runbook import Catalog
-from bot.engine.planning import Planner, UpgradeRequest
+from bot.engine.planning import Planner, UpgradeRequest, rollback_plan
 from bot.engine.runner import Runner, RunObserver
 from bot.engine.session import Ports
 
@@ -30,6 +30,17 @@ GROUP_CACHE_SECONDS = 300.0
 
 class Store(RunStore, VoteStore, EventLog, LockStore, ThreadStore, Protocol):
     """The bot's database as the service uses it."""
+
+
+ROLLBACK_FROM = (RunState.SUCCEEDED, RunState.FAILED, RunState.ROLLBACK_FAILED)
+PENDING_OR_DONE = (
+    RunState.PLANNED,
+    RunState.AWAITING_APPROVAL,
+    RunState.APPROVED,
+    RunState.RUNNING,
+    RunState.WAITING,
+    RunState.SUCCEEDED,
+)
 
 
 def gate_digest(plan_digest: str, step_id: str) -> str:
@@ -100,7 +111,9 @@ class UpgradeService:
 
     def request(self, request: UpgradeRequest, *, requester: str) -> Approval:
         """Plan, store the run and open it for approval (approved at once if none is needed)."""
-        plan = self.plan(request)
+        return self._open(self.plan(request), requester)
+
+    def _open(self, plan: Plan, requester: str) -> Approval:
         now = self.clock.now()
         run = self.store.create(plan, requested_by=requester, at=now)
         run = self.store.transition(
@@ -123,6 +136,27 @@ class UpgradeService:
             )
             approval = replace(approval, run=run)
         return approval
+
+    def request_rollback(self, run_id: int, *, requester: str) -> Approval:
+        """Undo a finished run on request: a new run with its rollback steps, approved like
+        an upgrade."""
+        original = self.store.get(run_id)
+        if original.state not in ROLLBACK_FROM:
+            raise InvalidTransition(
+                f"Run #{run_id} is {original.state.value.replace('_', ' ')}; only a run that "
+                "succeeded, failed or whose rollback failed can be rolled back on request.",
+                f"See `/upgrade status {run_id}`.",
+            )
+        for other in self.store.runs(limit=500):
+            if other.plan.rollback_of == run_id and other.state in PENDING_OR_DONE:
+                raise InvalidTransition(
+                    f"Run #{other.id} already rolls back run #{run_id} "
+                    f"({other.state.value.replace('_', ' ')}).",
+                    f"See `/upgrade status {other.id}`.",
+                )
+        plan = rollback_plan(original, self.store.steps(run_id), self.clock.now())
+        self._check_unlocked(plan.environment)
+        return self._open(plan, requester)
 
     # -- approval -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from bot.slack.blocks import (
     REJECT_REACTIONS,
     parse_button_value,
 )
+from bot.slack.blocks_report import ROLLBACK_ACTION
 from bot.workers import Busy, WorkerPool
 from commands.conversation import Conversation
 from commands.grammar import Upgrade, parse
@@ -101,6 +102,18 @@ def build_app(
     @app.action(REJECT_ACTION)
     def on_reject(ack: Ack, body: dict[str, Any]) -> None:
         on_button(ack, body, Decision.REJECT)
+
+    @app.action(ROLLBACK_ACTION)
+    def on_rollback(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        run = body["actions"][0].get("value", "")
+        if not run.isdigit():
+            log.warning("ignored a rollback button with an unexpected value")
+            return
+        channel = body.get("container", {}).get("channel_id") or body["channel"]["id"]
+        hand_off(
+            conversation.command, text=f"rollback {run}", user=body["user"]["id"], channel=channel
+        )
 
     @app.event("reaction_added")
     def on_reaction_added(body: dict[str, Any], event: dict[str, Any]) -> None:

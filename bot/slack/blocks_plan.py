@@ -65,7 +65,8 @@ def plan_blocks(view: PlanView) -> list[Block]:
     plan = view.plan
     title = f"{plan.product_title} {versions(plan.from_version, plan.to_version)}"
     dry = view.run_id is None
-    blocks: list[Block] = [header(f"{'Dry run' if dry else 'Upgrade plan'}: {title}")]
+    kind = "Dry run" if dry else "Rollback plan" if plan.rollback_of else "Upgrade plan"
+    blocks: list[Block] = [header(f"{kind}: {title}")]
     if plan.downgrade:
         blocks.append(section(":warning: *This is a downgrade* to an older version."))
     facts = [

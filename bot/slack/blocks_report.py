@@ -10,11 +10,14 @@ from bot.domain.run import Phase, RunState, StepResult
 from bot.engine.report import RunReport
 from bot.slack.blocks_kit import (
     Block,
+    button,
     code_block,
+    confirm_dialog,
     context,
     count,
     divider,
     duration,
+    escape,
     fields,
     header,
     inline_code,
@@ -46,14 +49,52 @@ STEP_LINES = 40
 VERIFICATION_LINES = 30
 
 
+ROLLBACK_ACTION = "upgrade_rollback"
+
+
 def summary_blocks(report: RunReport) -> list[Block]:
     run, plan = report.run, report.run.plan
-    return [
+    blocks = [
         header(
             f"Run #{run.id}: {plan.product_title} {versions(plan.from_version, plan.to_version)}"
         ),
         section(f"{STATE_EMOJI[run.state]} *{phrase(report.outcome, 500)}*"),
+        *manual_blocks(report),
         *report_blocks(report),
+    ]
+    if report.rollback_offered:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    button(
+                        "Roll back…",
+                        ROLLBACK_ACTION,
+                        str(run.id),
+                        confirm=confirm_dialog(
+                            f"Ask to roll back run #{run.id}?",
+                            "This posts a rollback plan that needs approval like an upgrade.",
+                            "Ask",
+                        ),
+                    )
+                ],
+            }
+        )
+    return blocks
+
+
+def manual_blocks(report: RunReport) -> list[Block]:
+    """After a failed rollback: what is left to do by hand, loudly."""
+    if not report.manual_steps:
+        return []
+    lines = "\n".join(f"{n}. {escape(step)}" for n, step in enumerate(report.manual_steps, 1))
+    return [
+        section(
+            passage(
+                ":rotating_light: *The rollback did not finish. Left to do by hand, "
+                f"in this order:*\n{lines}"
+            )
+        )
     ]
 
 
@@ -140,14 +181,14 @@ def _rollback_hint(report: RunReport) -> str:
         return ""  # rolled back, or the outcome sentence already says what happened
     if not plan.rollback:
         return ":leftwards_arrow_with_hook: This strategy has no rollback steps; restore by hand."
-    if plan.auto_rollback:
+    if not report.rollback_offered:
         return (
-            ":information_source: Not rolled back: the failure came before the first destructive "
-            "step, so the instance was not changed."
+            ":information_source: Not rolled back: the failure came before any step that changes "
+            "a host, so nothing was changed."
         )
     return (
-        f":leftwards_arrow_with_hook: The rollback ({count(len(plan.rollback), 'step')}) runs "
-        "only on request, after a new approval."
+        ":leftwards_arrow_with_hook: Roll back with the button or "
+        f"`/upgrade rollback {report.run.id}`: the rollback plan needs a new approval."
     )
 
 

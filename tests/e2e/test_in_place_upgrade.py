@@ -164,3 +164,38 @@ def test_unknown_host_key(myst_deployment: Deployment):
     with pytest.raises(HostKeyRejected, match="SHA256:"):
         _planner(myst_deployment).build(UpgradeRequest(product="myst", version="3.9.1"))
     assert myst_deployment.host.running_version() == START_VERSION
+
+
+def test_rollback_on_request_restores_the_old_version_and_data(myst_deployment: Deployment):
+    from adapters.memory.store import MemoryRunStore
+    from bot.console.session import NoDirectory
+    from bot.domain.approval import Decision
+    from bot.engine.service import UpgradeService
+
+    host = myst_deployment.host
+    before = host.database()
+    config = myst_deployment.config()
+    service = UpgradeService(
+        catalog=config.catalog,
+        inventory=config.inventory,
+        ports=build_ports(),
+        store=MemoryRunStore(),
+        directory=NoDirectory(),
+    )
+
+    def approve_and_run(approval):  # type: ignore[no-untyped-def]
+        service.vote(
+            approval.run.id, user="U0BOB0001", decision=Decision.APPROVE, digest=None, via="test"
+        )
+        return service.execute(approval.run.id)
+
+    upgrade = approve_and_run(
+        service.request(UpgradeRequest(product="myst", version="3.9.1"), requester="U0ALICE01")
+    )
+    assert upgrade.state is RunState.SUCCEEDED
+    assert host.running_version() == "3.9.1"
+    rollback = approve_and_run(service.request_rollback(upgrade.id, requester="U0ALICE01"))
+    assert rollback.state is RunState.SUCCEEDED
+    assert host.running_version() == START_VERSION
+    assert host.console_version() == START_VERSION
+    assert host.database() == before
