@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 # Split from adapters/ssh.py for size: it is the same adapter, so it may talk paramiko too.
-import paramiko  # noqa: TID251
+import paramiko
 
 from bot.domain.errors import ConnectionLost, FileTransferFailed, OperationalError
 from bot.domain.ports import Progress

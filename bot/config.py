@@ -132,8 +132,14 @@ class PolicySpec(_Model):
     approval_expiry: Duration = 4 * 3600.0
 
 
+class FleetSpec(_Model):
+    batch_size: Annotated[int, Field(ge=1, le=100)] = 1
+    canary: str | None = None
+
+
 class EnvironmentSpec(_Model):
     policy: PolicySpec = PolicySpec()
+    fleet: FleetSpec = FleetSpec()
     instances: list[InstanceSpec] = []
 
 
@@ -167,6 +173,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         name: inv.Environment(
             name=name,
             policy=_policy(env.policy),
+            batch_size=env.fleet.batch_size,
+            canary=env.fleet.canary,
             instances=tuple(
                 _instance(doc, name, index, item, base, catalog, environ, problems)
                 for index, item in enumerate(env.instances)

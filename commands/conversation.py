@@ -35,7 +35,7 @@ from commands.grammar import (
     Upgrade,
     parse,
 )
-from commands.progress import ThreadNotifier
+from commands.progress import MemberNotifier, ThreadNotifier
 from commands.views import (
     ApprovalView,
     HelpView,
@@ -270,7 +270,17 @@ class Conversation:
 
     def start(self, run_id: int) -> None:
         """Hand an approved run to the run pool."""
-        self._submit(run_id, self.service.execute)
+
+        def execute(run_id: int, observer: RunObserver) -> Run:
+            thread = self.service.store.thread(run_id)
+            members = (
+                None
+                if thread is None
+                else (lambda member: MemberNotifier(self._chat, thread, self.service.store))
+            )
+            return self.service.execute(run_id, observer, member_observer=members)
+
+        self._submit(run_id, execute)
 
     def _submit(self, run_id: int, drive: Drive) -> None:
         try:

@@ -17,6 +17,7 @@ from bot.domain.plan import PlannedStep
 from bot.domain.ports import Clock, RunStore
 from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
 from bot.engine.report import build_report
+from bot.engine.runner import SilentObserver
 from commands.chat import Chat
 from commands.views import (
     ProgressView,
@@ -206,3 +207,23 @@ class ThreadNotifier:
     def _edit(self, view: ProgressView) -> None:
         if self._thread.progress_ts:
             self._chat.update(self._thread.channel, self._thread.progress_ts, view)
+
+
+class MemberNotifier(SilentObserver):
+    """A fleet member's run: only its summary goes to the fleet's thread (its steps would drown
+    the thread when many instances are upgraded at once)."""
+
+    def __init__(self, chat: Chat, thread: ChatThread, store: RunStore) -> None:
+        self._chat = chat
+        self._thread = thread
+        self._store = store
+
+    def finished(self, run: Run) -> None:
+        try:
+            self._chat.post(
+                self._thread.channel,
+                SummaryView(report=build_report(run, self._store.steps(run.id))),
+                thread_ts=self._thread.plan_ts,
+            )
+        except Exception:
+            log.exception("could not post the summary of fleet member run %s", run.id)

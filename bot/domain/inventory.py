@@ -107,6 +107,8 @@ class Environment:
     name: str
     instances: tuple[Instance, ...]
     policy: Policy = field(default_factory=Policy)
+    batch_size: int = 1  # a fleet: how many instances are upgraded at a time after the canary
+    canary: str | None = None  # the instance upgraded first (else the first in the config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +139,19 @@ class Inventory:
 
     def find(self, product: str, environment: str | None, instance: str | None) -> Instance:
         """The one instance of `product` the request means, or a UserError saying how to choose."""
+        env, found = self.targets(product, environment, instance)
+        if len(found) > 1:
+            names = ", ".join(i.name for i in found)
+            raise UnknownInstance(
+                f"Environment `{env.name}` has several {product} instances ({names}).",
+                "Say which with instance=<name>.",
+            )
+        return found[0]
+
+    def targets(
+        self, product: str, environment: str | None, instance: str | None
+    ) -> tuple[Environment, list[Instance]]:
+        """The instances of `product` a request means: one, or a fleet with its canary first."""
         envs = [self.environment(environment)] if environment else self._envs_with(product)
         if not envs:
             raise UnknownInstance(
@@ -158,19 +173,14 @@ class Inventory:
             # by default: it is upgraded through the instance that names it
             peers = {key for i in candidates for key in i.peers.values()}
             candidates = [i for i in candidates if i.key not in peers] or candidates
-        if len(candidates) == 1:
-            return candidates[0]
         if not candidates:
             raise UnknownInstance(
                 f"Environment `{env.name}` has no {product} instance"
                 + (f" named `{instance}`." if instance else "."),
                 "Check the name against the config.",
             )
-        names = ", ".join(i.name for i in candidates)
-        raise UnknownInstance(
-            f"Environment `{env.name}` has several {product} instances ({names}).",
-            "Say which with instance=<name>.",
-        )
+        candidates.sort(key=lambda i: i.name != env.canary)  # stable: config order otherwise
+        return env, candidates
 
     def _envs_with(self, product: str) -> list[Environment]:
         if self.default_environment:

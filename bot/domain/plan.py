@@ -52,6 +52,9 @@ class Plan:
     role_variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     options: Mapping[str, bool] = field(default_factory=dict)
     rollback_of: int | None = None  # this plan undoes that run
+    part_of: int | None = None  # this plan is one member of that fleet run
+    members: tuple[Plan, ...] = ()  # a fleet: one plan per instance, canary first
+    batch_size: int = 1  # a fleet upgrades this many members at a time after the canary
     digest: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,9 @@ class Plan:
             "roles": dict(sorted(self.roles.items())),
             "options": dict(sorted(self.options.items())),
             "rollback_of": self.rollback_of,
+            "part_of": self.part_of,
+            "members": [m.digest for m in self.members],
+            "batch_size": self.batch_size,
             "rollback_scope": self.rollback_scope,
             "runbook": self.runbook_digest,
         }

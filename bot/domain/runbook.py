@@ -93,7 +93,17 @@ class GateAction:
     prompt: str
 
 
-Action = ShellAction | DockerAction | HttpAction | CopyAction | UploadAction | GateAction
+@dataclass(frozen=True, kw_only=True)
+class MemberAction:
+    """In a fleet plan: upgrade one member instance, as its own run (never in a runbook)."""
+
+    kind: Literal["member"] = "member"
+    index: int  # into the fleet plan's members
+
+
+Action = (
+    ShellAction | DockerAction | HttpAction | CopyAction | UploadAction | GateAction | MemberAction
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -270,8 +280,10 @@ def step_templates(step: Step) -> list[str]:
         texts = [action.url]
     elif isinstance(action, CopyAction | UploadAction):
         texts = [action.source, action.dest]
-    else:
+    elif isinstance(action, GateAction):
         texts = [action.prompt]
+    else:
+        texts = []
     texts.extend(v.expected for v in step.verifications if isinstance(v, CaptureEquals))
     return texts
 

@@ -23,7 +23,7 @@ from bot.domain.errors import (
     UserError,
     VersionNotAvailable,
 )
-from bot.domain.inventory import Instance, Inventory
+from bot.domain.inventory import Environment, Instance, Inventory
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.run import Run, StepResult, changed_roles
 from bot.domain.runbook import (
@@ -33,6 +33,7 @@ from bot.domain.runbook import (
     DockerAction,
     GateAction,
     HttpAction,
+    MemberAction,
     Runbook,
     ShellAction,
     Step,
@@ -87,7 +88,77 @@ class Planner:
         target = parse_version(request.version)
         strategy = runbook.strategy(request.strategy)
         options = _options(strategy, request.options)
-        instance = self._inventory.find(runbook.product, request.environment, request.instance)
+        env, instances = self._inventory.targets(
+            runbook.product, request.environment, request.instance
+        )
+        if len(instances) > 1:
+            return self._fleet(runbook, strategy, options, target, env, instances, request)
+        return self._one(runbook, strategy, options, target, instances[0], request)
+
+    def _fleet(
+        self,
+        runbook: Runbook,
+        strategy: Strategy,
+        options: dict[str, bool],
+        target: Version,
+        env: Environment,
+        instances: list[Instance],
+        request: UpgradeRequest,
+    ) -> Plan:
+        """One plan per instance, canary first; run as a fleet in batches."""
+        if strategy.roles:
+            names = ", ".join(i.name for i in instances)
+            raise UnknownInstance(
+                f"The {strategy.name} strategy upgrades one instance at a time, and "
+                f"`{env.name}` has several ({names}).",
+                "Say which with instance=<name>.",
+            )
+        members = tuple(
+            self._one(runbook, strategy, options, target, i, request) for i in instances
+        )
+        steps = tuple(
+            PlannedStep(
+                number=n,
+                step=Step(
+                    id=member.instance,
+                    title=f"Upgrade {member.instance}" + (" (the canary)" if n == 1 else ""),
+                    action=MemberAction(index=n - 1),
+                    timeout=0.0,
+                ),
+                preview=f"{member.strategy}: {member.from_version} -> {member.to_version} on "
+                f"{member.address}",
+                target=member.instance_key,
+            )
+            for n, member in enumerate(members, 1)
+        )
+        first = members[0]
+        return replace(
+            first,
+            instance="*",
+            address=f"{len(members)} instances",
+            from_version=", ".join(sorted({m.from_version for m in members})),
+            steps=steps,
+            rollback=(),
+            variables={},
+            roles={},
+            role_variables={},
+            backup_location="on each instance, as its plan says",
+            expected_outage=f"{strategy.expected_outage} on each instance; "
+            f"{env.batch_size} at a time after the canary",
+            members=members,
+            batch_size=env.batch_size,
+            digest="",
+        )
+
+    def _one(
+        self,
+        runbook: Runbook,
+        strategy: Strategy,
+        options: dict[str, bool],
+        target: Version,
+        instance: Instance,
+        request: UpgradeRequest,
+    ) -> Plan:
         peers = self._peers(strategy, instance)
         base = {**runbook.defaults, **instance.template_values(), "version": target.text}
         for role, peer in peers.items():

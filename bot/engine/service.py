@@ -21,6 +21,7 @@ from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import Clock, Directory, EventLog, LockStore, RunStore, ThreadStore, VoteStore
 from bot.domain.run import ACTIVE_STATES, Run, RunState, StepStatus
 from bot.domain.runbook import Catalog
+from bot.engine.fleet import FleetRunner, MemberObserver
 from bot.engine.planning import Planner, UpgradeRequest, rollback_plan
 from bot.engine.runner import Runner, RunObserver
 from bot.engine.session import Ports
@@ -305,7 +306,12 @@ class UpgradeService:
 
     # -- running --------------------------------------------------------------------------------
 
-    def execute(self, run_id: int, observer: RunObserver | None = None) -> Run:
+    def execute(
+        self,
+        run_id: int,
+        observer: RunObserver | None = None,
+        member_observer: MemberObserver | None = None,
+    ) -> Run:
         """Run an approved run to its end or its first gate (refused in a locked environment)."""
         run = self.store.get(run_id)
         lock = self._lock_of(run.plan.environment)
@@ -318,6 +324,9 @@ class UpgradeService:
                 actor="bot",
                 reason=str(EnvironmentLocked(lock)),
             )
+        if run.plan.members:
+            fleet = FleetRunner(self.store, self.inventory, self._ports, observer, member_observer)
+            return fleet.execute(run_id, actor="bot")
         return self._runner(observer).execute(run_id, actor="bot")
 
     def resume(self, run_id: int, observer: RunObserver | None = None) -> Run:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -240,13 +240,18 @@ class StepExecutor:
         dest = posixpath.join(render(action.dest, values, quote=as_is), posixpath.basename(source))
         if isinstance(action, CopyAction):
             origin = sessions.get(action.source_role)
-            chunks: Iterable[bytes] = origin.shell().read_file(source)
+            chunks: Iterator[bytes] = origin.shell().read_file(source)
             total = None
             where = f"{origin.instance.address}:{source}"
         else:
             total, chunks, where = _local_file(source)
         report = None if progress is None else (lambda done: progress(done, total))
-        written = session.shell().write_file(dest, chunks, progress=report)
+        try:
+            written = session.shell().write_file(dest, chunks, progress=report)
+        finally:
+            close = getattr(chunks, "close", None)  # a failed write must not leave it open
+            if close is not None:
+                close()
         text = (
             f"copied {where} to {session.instance.address}:{dest}\n"
             f"{written} bytes\ndestination: {dest}"

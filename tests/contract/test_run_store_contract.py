@@ -324,3 +324,11 @@ def test_plans_differing_only_in_instance_are_told_apart(store: RunStore) -> Non
     assert plans[0].digest != plans[1].digest
     assert plans[0].created_at.tzinfo is not None
     assert plans[0].created_at.astimezone(UTC) == AT
+
+
+def test_a_fleet_plan_with_its_member_plans_round_trips(store: RunStore) -> None:
+    members = (make_plan(instance="studio-1"), make_plan(instance="studio-2"))
+    fleet = make_plan(instance="*", members=members, batch_size=2, steps=())
+    run = store.create(fleet, requested_by="@ana", at=AT)
+    assert store.get(run.id).plan == fleet
+    assert store.get(run.id).plan.members[1].instance == "studio-2"

@@ -32,6 +32,8 @@ class Deployment:
     config_file: Path
     peers: dict[str, tuple[str, MystHost | dict[str, Any]]] = field(default_factory=dict)
     main_vars: dict[str, str] = field(default_factory=dict)
+    fleet: dict[str, MystHost] = field(default_factory=dict)  # more prod instances, by name
+    batch_size: int = 1
 
     def config(self) -> Config:
         return load_config(self.config_file)
@@ -59,7 +61,13 @@ class Deployment:
         }
         if self.peers:
             main["peers"] = {role: key for role, (key, _) in self.peers.items()}
-        environments: dict[str, Any] = {"prod": {"policy": POLICY, "instances": [main]}}
+        others = [{"name": name, **self._myst(host, ssh)} for name, host in self.fleet.items()]
+        prod = {
+            "policy": POLICY,
+            "fleet": {"batch_size": self.batch_size},
+            "instances": [main, *others],
+        }
+        environments: dict[str, Any] = {"prod": prod}
         for key, host in self.peers.values():
             env, _, name = key.partition("/")
             fields = self._myst(host, ssh) if isinstance(host, MystHost) else {"ssh": ssh, **host}

@@ -267,3 +267,36 @@ def test_app_home_lists_runs(bot: SlackBot):
     home = wait_for("the home tab", lambda: bot.emulator.home(BOB))
     assert home["type"] == "home"
     assert "#1" in json.dumps(home)
+
+
+def test_a_gate_asks_in_the_thread_and_the_button_lets_the_run_go_on(slack_bot_factory):
+    from bot.slack.blocks_report import ROLLBACK_ACTION
+    from tests.unit.memory_world import phased_world
+
+    world = phased_world(ONE_APPROVER)
+    bot = _bot(slack_bot_factory, world)
+    plan_ts, _ = _request(bot, "myst 3.9.1 strategy=phased")
+    bot.react(BOB, "white_check_mark", plan_ts)
+    gate = wait_for(
+        "the gate request",
+        lambda: [m for m in bot.thread(plan_ts) if "waits at step" in text_of(m)],
+    )[-1]
+    run = world.store.runs(limit=1)[0]
+    assert run.state is RunState.WAITING
+    text = text_of(gate)
+    assert "Evidence so far" in text
+    assert "nonprod_console_version is 3.9.1" in text
+    value = f"{run.id}:{run.plan.digest}.go-to-production"
+    assert value in text  # the gate's buttons are bound to the plan and the gate
+    bot.click(BOB, APPROVE_ACTION, value, gate.ts)
+    summary = wait_for(
+        "the summary", lambda: [m for m in bot.thread(plan_ts) if m.reply_broadcast]
+    )[-1]
+    assert _run_state(world) is RunState.SUCCEEDED
+    assert ROLLBACK_ACTION in text_of(summary)  # a rollback can be asked for from here
+    bot.click(ALICE, ROLLBACK_ACTION, str(run.id), summary.ts)
+    rollback_plan = wait_for(
+        "the rollback plan",
+        lambda: [m for m in bot.emulator.messages(CHANNEL) if "Rollback plan" in text_of(m)],
+    )
+    assert "3.9.1 → 3.9.0.3" in text_of(rollback_plan[0])

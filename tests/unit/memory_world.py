@@ -104,6 +104,18 @@ class MemoryWorld:
         return Runner(self.store, self.inventory, self.ports, observer)
 
 
+def script_myst(shell: MemoryShell) -> MemoryShell:
+    """Every MyST Studio script works on this twin host."""
+    shell.on(r"/bin/pull\.sh", stdout="Pulled 3.9.1\n")
+    shell.on(r"/bin/backup-database\.sh", stdout=f"Dumping\nBacked up to {BACKUP}\n")
+    shell.on(r"^test -s ", stdout=f"-rw-r--r-- 1 myst myst 2048 {BACKUP}\n")
+    shell.on(r"/bin/stop\.sh", stdout="Stopped\n")
+    shell.on(r"/bin/start\.sh", stdout="Started\n")
+    shell.on(r"/bin/output-logs\.sh", stdout=STARTUP_LOG, exit_code=None, seconds=10_000)
+    shell.on(r"/bin/update-database\.sh", stdout="Restored\n")
+    return shell
+
+
 def myst_world(policy: Policy | None = None) -> MemoryWorld:
     """myst-prod runs 3.9.0.3; 3.9.0.3, 3.9.1 and 3.10.0 are in the registry; every script works."""
     registry = MemoryRegistry()
@@ -114,14 +126,7 @@ def myst_world(policy: Policy | None = None) -> MemoryWorld:
     engine.tag(f"{IMAGE}:3.9.0.3", "myst-studio")
     engine.run_container("myst-studio", "myst-studio")
     shells = MemoryShellConnector()
-    shell = shells.shell("myst-prod")
-    shell.on(r"/bin/pull\.sh", stdout="Pulled 3.9.1\n")
-    shell.on(r"/bin/backup-database\.sh", stdout=f"Dumping\nBacked up to {BACKUP}\n")
-    shell.on(r"^test -s ", stdout=f"-rw-r--r-- 1 myst myst 2048 {BACKUP}\n")
-    shell.on(r"/bin/stop\.sh", stdout="Stopped\n")
-    shell.on(r"/bin/start\.sh", stdout="Started\n")
-    shell.on(r"/bin/output-logs\.sh", stdout=STARTUP_LOG, exit_code=None, seconds=10_000)
-    shell.on(r"/bin/update-database\.sh", stdout="Restored\n")
+    shell = script_myst(shells.shell("myst-prod"))
     http = MemoryHttpCheck()
     http.set_page(CONSOLE, console_page("3.9.1"))
     return MemoryWorld(
@@ -145,4 +150,41 @@ def phased_world(policy: Policy | None = None) -> MemoryWorld:
     twin.on(r"/bin/(restart|update-database)\.sh", stdout="Restarted\n")
     twin.on(r"/bin/output-logs\.sh", stdout=STARTUP_LOG, exit_code=None, seconds=10_000)
     world.http.set_page(NONPROD_CONSOLE, console_page("3.9.1"))
+    return world
+
+
+@dataclass
+class FleetWorld(MemoryWorld):
+    """Several MyST instances in prod (myst-1 ... myst-N), the same scripts on each."""
+
+    names: tuple[str, ...] = ()
+    batch_size: int = 1
+
+    @property
+    def inventory(self) -> Inventory:
+        instances = tuple(
+            _instance(name, "prod", f"http://{name}.test/console/", variables={"container": name})
+            for name in self.names
+        )
+        environment = Environment(
+            name="prod", instances=instances, policy=self.policy, batch_size=self.batch_size
+        )
+        return Inventory(environments={"prod": environment})
+
+
+def fleet_world(count: int = 5, batch_size: int = 2) -> FleetWorld:
+    base = myst_world()
+    world = FleetWorld(
+        shell=base.shell,
+        shells=base.shells,
+        engine=base.engine,
+        registry=base.registry,
+        http=base.http,
+        names=tuple(f"myst-{n}" for n in range(1, count + 1)),
+        batch_size=batch_size,
+    )
+    for name in world.names:
+        world.engine.run_container(name, "myst-studio")
+        script_myst(world.shells.shell(name))
+        world.http.set_page(f"http://{name}.test/console/", console_page("3.9.1"))
     return world
