@@ -83,6 +83,9 @@ class StepSpec(_Model):
     verify: list[NoLinesMatchingSpec | CaptureEqualsSpec] = []
     destructive: bool = False
     rollback_needed: bool = False
+    hide_output: bool = False
+    irreversible: bool = False
+    for_each: Literal["migration"] | None = None
     role: Literal["startup_log"] | None = None
 
     @field_validator("docker")
@@ -135,6 +138,7 @@ class RunbookSpec(_Model):
     aliases: list[Annotated[str, Field(pattern=_ID)]] = []
     versions: VersionsSpec
     defaults: dict[str, str] = {}
+    migrations: dict[str, list[str]] = {}
     backup: BackupSpec = BackupSpec()
     detect: StepSpec
     default_strategy: str

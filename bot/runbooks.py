@@ -95,6 +95,31 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
             )
         )
     known = set(PLAN_VARIABLES) | set(spec.defaults)
+    for version, commands in spec.migrations.items():
+        try:
+            parse_version(version)
+        except InvalidVersion as exc:
+            problems.append(doc.problem(["migrations", version], exc.problem, exc.fix))
+        for index, command in enumerate(commands):
+            try:
+                placeholders(command)
+            except TemplateSyntaxError as exc:
+                problems.append(
+                    doc.problem(
+                        ["migrations", version, index], f"is a malformed template: {exc}.", ""
+                    )
+                )
+    uses_migrations = any(
+        step.for_each for s in spec.strategies.values() for step in (*s.steps, *s.rollback)
+    )
+    if uses_migrations and not spec.migrations:
+        problems.append(
+            doc.problem(
+                ["migrations"],
+                "is empty, but a step runs `for_each: migration`.",
+                "List each version's migration commands.",
+            )
+        )
     try:
         placeholders(spec.backup.location)
     except TemplateSyntaxError as exc:
@@ -269,6 +294,13 @@ class _StepChecker:
                     self.problem([*where, key], exc.problem, exc.fix)
 
 
+def _names(template: str) -> list[str]:
+    try:
+        return placeholders(template)
+    except TemplateSyntaxError:
+        return []  # reported where the template is checked
+
+
 def _check_pattern(
     doc: YamlDocument, where: list[str | int], pattern: str, group: str | None = None
 ) -> Iterable[ConfigProblem]:
@@ -315,6 +347,7 @@ def _build(spec: RunbookSpec, path: Path) -> rb.Runbook:
             kind=spec.versions.source, versions=spec.versions.list, archive=spec.versions.archive
         ),
         defaults=dict(spec.defaults),
+        migrations={version: tuple(commands) for version, commands in spec.migrations.items()},
         backup_capture=spec.backup.capture,
         backup_location=spec.backup.location,
         strategies={name: _strategy(name, s) for name, s in spec.strategies.items()},
@@ -355,6 +388,9 @@ def _step(spec: StepSpec) -> rb.Step:
         verifications=tuple(_verification(check) for check in spec.verify),
         destructive=spec.destructive,
         rollback_needed=spec.rollback_needed,
+        hide_output=spec.hide_output,
+        irreversible=spec.irreversible,
+        for_each_migration=spec.for_each == "migration",
         role=rb.StepRole(spec.role) if spec.role else None,
         runs_on="" if spec.runs_on == SELF else spec.runs_on,
         when=rb.Condition(**spec.when.model_dump()) if spec.when else None,

@@ -276,7 +276,9 @@ def plan_panel(view: PlanView) -> RenderableType:
     parts: list[RenderableType] = []
     if plan.downgrade:
         parts.append(Text("⚠ This is a downgrade to an older version.", style="bold yellow"))
-    parts += [facts(rows), Text("\nSteps", style="bold"), step_table(plan.steps)]
+    parts.append(facts(rows))
+    parts += [Text(f"⚠ {line(note, 500)}", style="bold yellow") for note in plan.notes]
+    parts += [Text("\nSteps", style="bold"), step_table(plan.steps)]
     if plan.rollback:
         when_ = (
             "automatically if a step fails once the outage has started"
@@ -307,6 +309,8 @@ def step_table(steps: Sequence[PlannedStep], prefix: str = "") -> RenderableType
         title = Text(line(planned.step.title))
         if planned.step.destructive:
             title.append(" ⚠ destructive", style="bold yellow")
+        if planned.step.irreversible:
+            title.append(" ⛔ cannot be undone", style="bold red")
         rows.append((f"{prefix}{planned.number}", title, Text(line(planned.preview, 300))))
     return table(("#", "Step", "Does"), rows, total=len(steps), noun="step")
 

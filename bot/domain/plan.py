@@ -55,6 +55,7 @@ class Plan:
     part_of: int | None = None  # this plan is one member of that fleet run
     members: tuple[Plan, ...] = ()  # a fleet: one plan per instance, canary first
     batch_size: int = 1  # a fleet upgrades this many members at a time after the canary
+    notes: tuple[str, ...] = ()  # what the approvers must know besides the steps
     digest: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +79,7 @@ class Plan:
             "part_of": self.part_of,
             "members": [m.digest for m in self.members],
             "batch_size": self.batch_size,
+            "notes": list(self.notes),
             "rollback_scope": self.rollback_scope,
             "runbook": self.runbook_digest,
         }

@@ -7,12 +7,13 @@ Every template here uses `{name}` placeholders rendered by `bot.domain.templates
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
 from bot.domain.errors import UnknownProduct, UnknownStrategy
 from bot.domain.templates import placeholders
+from bot.domain.versions import Version, parse_version
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +167,9 @@ class Step:
     role: StepRole | None = None
     runs_on: str = ""  # a role of the strategy ("" is the instance itself)
     when: Condition | None = None
+    hide_output: bool = False  # the output may hold secrets: keep none of it, show none of it
+    irreversible: bool = False  # a rollback cannot undo it (a database migration, say)
+    for_each_migration: bool = False  # one step per migration of every version passed
 
     @property
     def changes_host(self) -> bool:
@@ -221,6 +225,8 @@ class Runbook:
     detect: Step  # captures `current_version` without changing anything
     versions: VersionSource
     defaults: Mapping[str, str] = field(default_factory=dict)
+    # version -> the commands that migrate to it, run for every version an upgrade passes
+    migrations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     backup_capture: str = "backup_path"
     backup_location: str = ""  # template, shown in the plan
     strategies: Mapping[str, Strategy]
@@ -241,6 +247,8 @@ class Runbook:
 
 # Values every plan provides, besides the instance's own and the runbook's defaults.
 PLAN_VARIABLES = ("version", "current_version")
+# Values a `for_each: migration` step sees: the migration's command and the version it belongs to.
+MIGRATION_VARIABLES = ("migration", "migration_version")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,13 +301,43 @@ def needed_values(runbook: Runbook, steps: Sequence[Step]) -> dict[str, set[str]
     every placeholder that is neither a plan value, a runbook default nor a capture."""
     steps = [runbook.detect, *steps]
     captured = {c.name for s in steps for c in s.captures}
-    plain = set(PLAN_VARIABLES) | set(runbook.defaults) | captured
+    plain = set(PLAN_VARIABLES) | set(MIGRATION_VARIABLES) | set(runbook.defaults) | captured
     needed: dict[str, set[str]] = {}
     for step in steps:
         names = {n for t in step_templates(step) for n in placeholders(t)} - plain
         needed.setdefault(step.runs_on, set()).update(names)
+        if step.for_each_migration:
+            commands = [c for cs in runbook.migrations.values() for c in cs]
+            needed[step.runs_on].update({n for c in commands for n in placeholders(c)} - plain)
     needed.setdefault("", set()).update(set(placeholders(runbook.backup_location)) - plain)
     return needed
+
+
+def expand_migrations(
+    step: Step, runbook: Runbook, current: Version, target: Version
+) -> list[Step]:
+    """A `for_each: migration` step as one step per migration command of every version after
+    `current` up to `target`, skipped versions included, in version order (3.10 after 3.9)."""
+    by_version = {parse_version(text): commands for text, commands in runbook.migrations.items()}
+    steps = []
+    for version in sorted(v for v in by_version if current < v <= target):
+        for index, command in enumerate(by_version[version], 1):
+            action = step.action
+            assert isinstance(action, ShellAction)  # the runbook check allows shell steps only
+            text = action.command.replace("{migration}", command).replace(
+                "{migration_version}", version.text
+            )
+            script = command.rsplit("/", 1)[-1].split()[0]
+            steps.append(
+                replace(
+                    step,
+                    id=f"{step.id}-{version.text}-{index}",
+                    title=f"{step.title} {version.text}: {script}",
+                    action=replace(action, command=text),
+                    for_each_migration=False,
+                )
+            )
+    return steps
 
 
 def missing_values(

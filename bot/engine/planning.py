@@ -25,7 +25,7 @@ from bot.domain.errors import (
 )
 from bot.domain.inventory import Environment, Instance, Inventory
 from bot.domain.plan import Plan, PlannedStep
-from bot.domain.run import Run, StepResult, changed_roles
+from bot.domain.run import Run, StepResult, StepStatus, changed_roles
 from bot.domain.runbook import (
     Catalog,
     Condition,
@@ -40,6 +40,7 @@ from bot.domain.runbook import (
     Strategy,
     UploadAction,
     VersionSource,
+    expand_migrations,
     missing_values,
     needed_values,
     step_templates,
@@ -166,8 +167,8 @@ class Planner:
         self._check_available(runbook, strategy, instance, target, base)
         current, peer_versions = self._detect_and_reach(runbook, strategy, instance, peers)
         self._check_direction(runbook, instance, target, current, request.allow_downgrade)
-        steps = _chosen(strategy.steps, options, target, current)
-        rollback = _chosen(strategy.rollback, options, target, current)
+        steps = _chosen(strategy.steps, options, target, current, runbook)
+        rollback = _chosen(strategy.rollback, options, target, current, runbook)
         self._check_values(runbook, strategy, instance, peers, [*steps, *rollback])
         values = {**base, "current_version": current.text}
         role_values = {
@@ -373,9 +374,22 @@ def _options(strategy: Strategy, given: Mapping[str, str]) -> dict[str, bool]:
 
 
 def _chosen(
-    steps: tuple[Step, ...], options: Mapping[str, bool], target: Version, current: Version
+    steps: tuple[Step, ...],
+    options: Mapping[str, bool],
+    target: Version,
+    current: Version,
+    runbook: Runbook,
 ) -> list[Step]:
-    return [s for s in steps if _applies(s.when, options, target, current)]
+    """The steps that apply, with each `for_each: migration` step expanded."""
+    chosen: list[Step] = []
+    for step in steps:
+        if not _applies(step.when, options, target, current):
+            continue
+        if step.for_each_migration:
+            chosen += expand_migrations(step, runbook, current, target)
+        else:
+            chosen.append(step)
+    return chosen
 
 
 def _applies(
@@ -460,8 +474,12 @@ def rollback_plan(run: Run, results: Sequence[StepResult], now: datetime) -> Pla
         )
         for n, step in enumerate(chosen, 1)
     )
+    done = {r.step_id for r in results if r.status is StepStatus.SUCCEEDED}
+    kept = [p.step.title for p in plan.steps if p.step.irreversible and p.step.id in done]
+    notes = (f"The rollback cannot undo what these steps did: {'; '.join(kept)}.",) if kept else ()
     return replace(
         plan,
+        notes=notes,
         steps=steps,
         rollback=(),
         auto_rollback=False,

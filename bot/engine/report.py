@@ -51,6 +51,7 @@ class RunReport:
     steps: tuple[StepResult, ...]
     failed_step: StepResult | None
     rollback_offered: bool  # a rollback can be asked for (`/upgrade rollback <run>`)
+    cannot_undo: tuple[str, ...] = ()  # steps that ran and that the rollback cannot undo
     manual_steps: tuple[str, ...] = ()  # after a failed rollback: what is left to do by hand
 
     @property
@@ -104,6 +105,19 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         steps=tuple(steps),
         failed_step=failed[0] if failed else None,
         rollback_offered=offered,
+        cannot_undo=tuple(
+            p.step.title
+            for p in run.plan.steps
+            if p.step.irreversible
+            and any(
+                s.step_id == p.step.id
+                and s.phase is Phase.UPGRADE
+                and s.status is StepStatus.SUCCEEDED
+                for s in steps
+            )
+        )
+        if run.state in (RunState.ROLLED_BACK, RunState.ROLLBACK_FAILED)
+        else (),
         manual_steps=_left_to_do(run, steps, changed)
         if run.state is RunState.ROLLBACK_FAILED
         else (),

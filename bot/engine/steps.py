@@ -10,7 +10,7 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.domain.errors import (
@@ -20,7 +20,7 @@ from bot.domain.errors import (
     OperationalError,
     StepTimeout,
 )
-from bot.domain.output import CommandResult, LineSink, OutputCollector, Stream
+from bot.domain.output import CommandResult, LineSink, Output, OutputCollector, Stream
 from bot.domain.ports import ContainerEngine
 from bot.domain.run import VerificationResult
 from bot.domain.runbook import (
@@ -38,6 +38,7 @@ from bot.domain.templates import as_is, render
 from bot.engine.session import InstanceSession, Ports, Sessions
 
 EVIDENCE_LINES = 5
+HIDDEN = Output(head="[not kept: this step's output may hold secrets]")
 UPLOAD_CHUNK = 1024 * 1024
 TransferProgress = Callable[[int, int | None], None]  # (bytes done, total if known)
 HTTP_ATTEMPT_TIMEOUT = 10.0
@@ -113,7 +114,8 @@ class StepExecutor:
         on_line: LineSink | None = None,
         progress: TransferProgress | None = None,
     ) -> StepOutcome:
-        watch = _Watch(step, on_line)
+        # a step whose output may hold secrets: no line leaves this function, none is kept
+        watch = _Watch(step, None if step.hide_output else on_line)
         action = step.action
         session = sessions.get(step.runs_on)
         result: CommandResult | None
@@ -133,6 +135,8 @@ class StepExecutor:
         if not error and (missing := watch.missing_captures()):
             names = ", ".join(f"`{name}`" for name in missing)
             error = f"the output did not show {names}."
+        if step.hide_output and result is not None:
+            result = replace(result, stdout=HIDDEN, stderr=HIDDEN)
         captures = dict(watch.found)
         checks = tuple(self._verify(step, watch, {**values, **captures}))
         if not error and (failed := [c for c in checks if not c.passed]):
@@ -269,7 +273,7 @@ class StepExecutor:
             if isinstance(check, NoLinesMatching):
                 count = watch.match_counts[check.pattern]
                 evidence = f"{count} of {watch.lines} lines match `{check.pattern}`"
-                if count:
+                if count and not step.hide_output:
                     evidence += ": " + " | ".join(watch.matching[check.pattern])
                 results.append(
                     VerificationResult(

@@ -81,6 +81,8 @@ def plan_blocks(view: PlanView) -> list[Block]:
     if not dry:
         facts.append(("Run", f"#{view.run_id}"))
     blocks.append(fields(facts))
+    for note in plan.notes:
+        blocks.append(section(f":warning: {passage(escape(note))}"))
     blocks.append(divider())
     blocks += step_sections(plan.steps, title="*Steps*", shown=PLAN_STEPS_SHOWN, budget=6000)
     if plan.rollback:
@@ -119,6 +121,10 @@ def step_sections(
     lines = []
     for planned in steps[:shown]:
         mark = "  :warning: *destructive*" if planned.step.destructive else ""
+        if planned.step.irreversible:
+            mark += "  :no_entry: *cannot be undone*"
+        if planned.target:
+            mark += f"  _on {phrase(planned.target, 100)}_"
         lines.append(
             f"*{prefix}{planned.number}.* {phrase(planned.step.title)}"
             f"{mark}\n        {inline_code(planned.preview)}"

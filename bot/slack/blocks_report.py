@@ -84,9 +84,17 @@ def summary_blocks(report: RunReport) -> list[Block]:
 
 
 def manual_blocks(report: RunReport) -> list[Block]:
-    """After a failed rollback: what is left to do by hand, loudly."""
+    """After a rollback: what it could not undo; after a failed one, what is left by hand."""
+    blocks: list[Block] = []
+    if report.cannot_undo:
+        kept = "\n".join(f"• {escape(title)}" for title in report.cannot_undo)
+        blocks.append(
+            section(
+                passage(f":no_entry: *These steps ran and the rollback cannot undo them:*\n{kept}")
+            )
+        )
     if not report.manual_steps:
-        return []
+        return blocks
     lines = "\n".join(f"{n}. {escape(step)}" for n, step in enumerate(report.manual_steps, 1))
     return [
         section(
