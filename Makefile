@@ -41,6 +41,11 @@ demo: venv
 test: setup services
 	$(PY) -m pytest
 
+# Benchmarks print figures and assert nothing; they are not part of `make test` (docs/benchmarks.md).
+.PHONY: bench
+bench: setup
+	$(PY) -m bench
+
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .

@@ -15,13 +15,16 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
     column,
 )
@@ -115,6 +118,7 @@ class RunRow(Base):
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)  # scheduled runs
 
 
 class RunEventRow(Base):
@@ -206,3 +210,28 @@ class ChatThreadRow(Base):
     plan_ts: Mapped[str] = mapped_column(String(64))
     approval_ts: Mapped[str] = mapped_column(String(64))
     progress_ts: Mapped[str] = mapped_column(String(64))
+
+
+SCHEDULER_JOBS_TABLE = "scheduler_jobs"
+
+
+class SchedulerJobRow(Base):
+    """APScheduler's own job table (`SQLAlchemyJobStore`), created by our migrations so the schema
+    has one owner. The columns are the ones APScheduler 3 defines; it writes and reads them."""
+
+    __tablename__ = SCHEDULER_JOBS_TABLE
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SchedulerLeaseRow(Base):
+    """Who schedules: the one process holding the lease until `expires_at`, renewing it."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    since: Mapped[datetime] = mapped_column(UtcDateTime)  # when this holder took it
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -81,8 +81,11 @@ class SqlRunStore(SqlConversationMixin):
         if self._owns_engine:
             self._engine.dispose()
 
-    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
+    def create(
+        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+    ) -> Run:
         at = as_utc(at)
+        starts_at = as_utc(starts_at) if starts_at is not None else None
         with self._failures("storing a new run"), self._writes.begin() as session:
             row = RunRow(
                 product=plan.product,
@@ -98,6 +101,7 @@ class SqlRunStore(SqlConversationMixin):
                 requested_by=requested_by,
                 created_at=at,
                 updated_at=at,
+                starts_at=starts_at,
             )
             session.add(row)
             session.flush()  # gives the row its id
@@ -119,6 +123,7 @@ class SqlRunStore(SqlConversationMixin):
             requested_by=requested_by,
             created_at=at,
             updated_at=at,
+            starts_at=starts_at,
         )
 
     def get(self, run_id: int) -> Run:
@@ -275,6 +280,7 @@ def _to_run(row: RunRow) -> Run:
         requested_by=row.requested_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        starts_at=row.starts_at,
     )
 
 

@@ -155,8 +155,12 @@ def console(settings: Settings, config_file: Path | None) -> int:
             create_sandbox(SANDBOX)
         print(f"No BOT_CONFIG: using the sandbox MyST Studio in {SANDBOX}.")
     store = wiring.sql_store(settings.database_url, migrate=True)
-    bot = wiring.build_console_bot(load_config(path), console=Console(), store=store)
+    config = load_config(path)
+    scheduler = wiring.scheduler(settings, config)  # scheduled runs start while it runs
+    bot = wiring.build_console_bot(config, console=Console(), store=store, scheduler=scheduler)
+    scheduler.start(bot.conversation, on_duty=bot.scheduling.reschedule)
     try:
         return ConsoleSession(bot.conversation, Console(), user=getpass.getuser()).loop()
     finally:
+        scheduler.shutdown()
         bot.close()

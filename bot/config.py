@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import config_schedule as cs
 from bot.domain import inventory as inv
+from bot.domain import schedule as sched
 from bot.domain.errors import (
     ConfigError,
     ConfigProblem,
@@ -130,6 +132,8 @@ class PolicySpec(_Model):
     approvals_required: Annotated[int, Field(ge=0, le=20)] = 1
     allow_self_approval: bool = False
     approval_expiry: Duration = 4 * 3600.0
+    windows: list[cs.WindowSpec] = []
+    freezes: list[cs.FreezeSpec] = []
 
 
 class FleetSpec(_Model):
@@ -147,6 +151,8 @@ class ConfigSpec(_Model):
     runbooks: Path | None = None
     default_environment: str | None = None
     environments: dict[Annotated[str, Field(pattern=_NAME)], EnvironmentSpec]
+    schedule: cs.ScheduleSpec = cs.ScheduleSpec()
+    behind_latest: cs.BehindLatestSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,7 @@ class Config:
     inventory: inv.Inventory
     catalog: Catalog
     source: Path
+    schedule: sched.ScheduleSettings = field(default_factory=sched.ScheduleSettings)
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -199,6 +206,19 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
                     "Give each instance its own name.",
                 )
             )
+    for name, env in spec.environments.items():
+        for key, names in (
+            ("windows", [w.name for w in env.policy.windows]),
+            ("freezes", [f.name for f in env.policy.freezes]),
+        ):
+            for dup in cs.duplicate_names(names):
+                problems.append(
+                    doc.problem(
+                        ["environments", name, "policy", key],
+                        f"has two entries named `{dup}`.",
+                        "Give each its own name: `window=` and messages use it.",
+                    )
+                )
     if spec.default_environment and spec.default_environment not in spec.environments:
         problems.append(
             doc.problem(
@@ -209,7 +229,12 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    return Config(inventory=inventory, catalog=catalog, source=path)
+    return Config(
+        inventory=inventory,
+        catalog=catalog,
+        source=path,
+        schedule=cs.settings(spec.schedule, spec.behind_latest),
+    )
 
 
 def _policy(spec: PolicySpec) -> inv.Policy:
@@ -219,6 +244,7 @@ def _policy(spec: PolicySpec) -> inv.Policy:
         approvals_required=spec.approvals_required,
         allow_self_approval=spec.allow_self_approval,
         approval_expiry_minutes=max(1, round(spec.approval_expiry / 60)),
+        calendar=cs.calendar(spec.windows, spec.freezes),
     )
 
 

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import waitress
-from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from adapters.scheduler import ApsScheduler
 from bot import logs, wiring
 from bot.config import Config, Settings
 from bot.engine.recovery import interrupt_unfinished
@@ -42,27 +42,23 @@ def http_app(bot: wiring.Bot) -> WsgiApp:
     return app
 
 
-def start_background(bot: wiring.Bot) -> BackgroundScheduler:
-    """Recovery now, then the approval expiry sweep every half minute."""
+def start_background(bot: wiring.Bot, scheduler: ApsScheduler) -> None:
+    """Recovery now; then the scheduler: scheduled runs' starts and reminders, the approval
+    expiry sweep every half minute and the behind-latest digest, in whichever process holds the
+    scheduling lease."""
     for run in interrupt_unfinished(bot.store, bot.service.clock):
         bot.conversation.tell_interrupted(run)
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        bot.conversation.expire_due,
-        "interval",
-        seconds=EXPIRY_SWEEP_SECONDS,
-        id="expire-approvals",
-        coalesce=True,
-        max_instances=1,
-    )
-    scheduler.start()
-    return scheduler
+    scheduler.start(bot.conversation, on_duty=bot.scheduling.reschedule)
+    scheduler.every(EXPIRY_SWEEP_SECONDS, bot.conversation.expire_due, "expire-approvals")
+    if bot.scheduling.settings.digest_channel:
+        scheduler.repeat_behind_latest(bot.scheduling.settings.digest_every)
 
 
 def serve(settings: Settings, config: Config, *, port: int, host: str) -> int:
     logs.install(wiring.redactor(settings, config))
-    bot = wiring.build_slack_bot(settings, config)
-    scheduler = start_background(bot)
+    scheduler = wiring.scheduler(settings, config)
+    bot = wiring.build_slack_bot(settings, config, scheduler=scheduler)
+    start_background(bot, scheduler)
     try:
         if settings.slack_app_token is not None:
             log.warning("serving Slack in Socket Mode")
@@ -73,6 +69,6 @@ def serve(settings: Settings, config: Config, *, port: int, host: str) -> int:
             log.warning("serving Slack over HTTP on %s:%s%s", host, port, EVENTS_PATH)
             waitress.serve(http_app(bot), host=host, port=port, threads=HTTP_THREADS)
     finally:
-        scheduler.shutdown(wait=False)
+        scheduler.shutdown()
         bot.close()
     return 0

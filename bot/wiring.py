@@ -13,17 +13,20 @@ from adapters.clock import SystemClock
 from adapters.docker_engine import DockerConnector
 from adapters.http_check import RequestsHttpCheck
 from adapters.local import LocalShell
+from adapters.memory.scheduler import MemoryScheduler
 from adapters.registry import RegistryHttp
 from adapters.sandbox import FileHttpCheck, SandboxConnector, SandboxRegistry
+from adapters.scheduler import ApsScheduler
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bot.config import Config, Settings, load_config
 from bot.console.chat import ConsoleChat
 from bot.console.session import NoDirectory
 from bot.domain.errors import UserError
-from bot.domain.ports import Directory
+from bot.domain.ports import Directory, Scheduler
 from bot.domain.redaction import Redactor
 from bot.engine.planning import Planner
+from bot.engine.scheduling import Scheduling
 from bot.engine.service import Store, UpgradeService
 from bot.engine.session import Ports
 from bot.slack.app import build_app
@@ -72,6 +75,11 @@ def migrate(settings: Settings) -> str:
     return upgrade_schema(settings.database_url)
 
 
+def scheduler(settings: Settings, config: Config) -> ApsScheduler:
+    """The real scheduler on the bot's database (started by `serve` or the console)."""
+    return ApsScheduler(settings.database_url, lease=config.schedule.lease)
+
+
 def redactor(settings: Settings, config: Config) -> Redactor:
     """Everything the bot knows to be secret, so no message or log line can carry it."""
     secrets = [
@@ -97,6 +105,7 @@ class Bot:
     runs: WorkerPool
     store: Store
     app: App | None  # None on a terminal
+    scheduling: Scheduling
 
     def close(self) -> None:
         self.tasks.shutdown(wait=False)
@@ -110,8 +119,11 @@ def build_conversation(
     store: Store,
     chat: Chat,
     directory: Directory,
+    scheduler: Scheduler | None = None,
     progress_interval: float = 1.5,
 ) -> tuple[UpgradeService, Conversation, WorkerPool, WorkerPool]:
+    """The service and the conversation over it. Without a `scheduler`, scheduled runs are kept
+    by an in-memory one that nothing drives (a terminal session that schedules nothing)."""
     service = UpgradeService(
         catalog=config.catalog,
         inventory=config.inventory,
@@ -119,10 +131,18 @@ def build_conversation(
         store=store,
         directory=directory,
     )
+    scheduling = Scheduling(
+        service, scheduler or MemoryScheduler(ports.clock), config.schedule, directory
+    )
     tasks = WorkerPool("tasks", workers=TASK_WORKERS, queue=TASK_QUEUE)
     runs = WorkerPool("runs", workers=RUN_WORKERS, queue=RUN_QUEUE)
     conversation = Conversation(
-        service, chat, runs, monotonic=time.monotonic, progress_interval=progress_interval
+        service,
+        chat,
+        runs,
+        scheduling=scheduling,
+        monotonic=time.monotonic,
+        progress_interval=progress_interval,
     )
     return service, conversation, tasks, runs
 
@@ -134,7 +154,12 @@ def sql_store(url: str, *, migrate: bool = False) -> SqlRunStore:
 
 
 def build_console_bot(
-    config: Config, *, console: Console, store: Store, ports: Ports | None = None
+    config: Config,
+    *,
+    console: Console,
+    store: Store,
+    ports: Ports | None = None,
+    scheduler: Scheduler | None = None,
 ) -> Bot:
     """The conversation on a terminal (console and demo): no Slack, progress shown at once."""
     service, conversation, tasks, runs = build_conversation(
@@ -143,10 +168,17 @@ def build_console_bot(
         store=store,
         chat=ConsoleChat(console),
         directory=NoDirectory(),
+        scheduler=scheduler,
         progress_interval=0.0,
     )
     return Bot(
-        service=service, conversation=conversation, tasks=tasks, runs=runs, store=store, app=None
+        service=service,
+        conversation=conversation,
+        tasks=tasks,
+        runs=runs,
+        store=store,
+        app=None,
+        scheduling=conversation.scheduling,
     )
 
 
@@ -156,10 +188,12 @@ def build_slack_bot(
     *,
     ports: Ports | None = None,
     store: Store | None = None,
+    scheduler: Scheduler | None = None,
     verify_token: bool = True,
     progress_interval: float = 1.5,
 ) -> Bot:
-    """The Slack bot: Bolt app, conversation, pools, store. Tests may pass their own ports."""
+    """The Slack bot: Bolt app, conversation, pools, store. Tests may pass their own ports,
+    store and scheduler (`serve` passes the real scheduler and starts it)."""
     if settings.slack_bot_token is None or settings.slack_signing_secret is None:
         raise UserError(
             "Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET.",
@@ -173,6 +207,7 @@ def build_slack_bot(
         store=store,
         chat=SlackChat(client, redactor(settings, config)),
         directory=SlackDirectory(client),
+        scheduler=scheduler,
         progress_interval=progress_interval,
     )
     app = build_app(
@@ -183,5 +218,11 @@ def build_slack_bot(
         verify_token=verify_token,
     )
     return Bot(
-        service=service, conversation=conversation, tasks=tasks, runs=runs, store=store, app=app
+        service=service,
+        conversation=conversation,
+        tasks=tasks,
+        runs=runs,
+        store=store,
+        app=app,
+        scheduling=conversation.scheduling,
     )

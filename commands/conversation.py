@@ -22,6 +22,7 @@ from bot.domain.run import Run, RunState
 from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.runner import RunObserver
+from bot.engine.scheduling import Scheduling
 from bot.engine.service import Approval, UpgradeService
 from commands.chat import Chat
 from commands.grammar import (
@@ -30,12 +31,15 @@ from commands.grammar import (
     History,
     Lock,
     Rollback,
+    ScheduleCancel,
+    ScheduleList,
     Status,
     Unlock,
     Upgrade,
     parse,
 )
 from commands.progress import MemberNotifier, ThreadNotifier
+from commands.timekeeping import TimekeepingMixin
 from commands.views import (
     ApprovalView,
     HelpView,
@@ -57,17 +61,22 @@ class Submitter(Protocol):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]: ...
 
 
-class Conversation:
+class Conversation(TimekeepingMixin):
+    """What the bot says and does for each command, vote and run; with `TimekeepingMixin`, also
+    for scheduled runs and the digest (it is the scheduler's `ScheduledWork`)."""
+
     def __init__(
         self,
         service: UpgradeService,
         chat: Chat,
         runs: Submitter,
         *,
+        scheduling: Scheduling,
         monotonic: Callable[[], float],
         progress_interval: float = 1.5,
     ) -> None:
         self.service = service
+        self.scheduling = scheduling
         self._chat = chat
         self._runs = runs
         self._monotonic = monotonic
@@ -83,6 +92,10 @@ class Conversation:
                     self._whisper(channel, user, self._help())
                 case Upgrade() as upgrade:
                     self._upgrade(upgrade, user=user, channel=channel)
+                case ScheduleList():
+                    self._schedule_list(user=user, channel=channel)
+                case ScheduleCancel(run_id=run_id):
+                    self._schedule_cancel(run_id, user=user)
                 case Status(run_id=None):
                     runs = self.service.active() + [a.run for a in self.service.awaiting()]
                     self._whisper(
@@ -112,6 +125,7 @@ class Conversation:
                     )
                 case Cancel(run_id=run_id):
                     run = self.service.cancel(run_id, user=user)
+                    self.scheduling.forget(run.id)
                     self._tell_thread(
                         run.id,
                         Notice(
@@ -148,26 +162,37 @@ class Conversation:
             strategy=command.strategy,
             allow_downgrade=command.allow_downgrade,
         )
+        if command.scheduled:
+            self._schedule(command, request, user=user, channel=channel)
+            return
         if command.dry_run:
             plan = self.service.plan(request)
             self._whisper(channel, user, PlanView(plan=plan, requested_by=user))
             return
+        self.scheduling.check_now(request, requester=user)  # a run asked for now starts now
         self._post_request(
             self.service.request(request, requester=user), user=user, channel=channel
         )
 
-    def _post_request(self, approval: Approval, *, user: str, channel: str) -> None:
-        """The plan in the channel, the approval request in its thread; start if approved."""
+    def _post_request(
+        self, approval: Approval, *, user: str, channel: str, window: str = ""
+    ) -> None:
+        """The plan in the channel, the approval request in its thread; start if approved (at
+        its start time, if it has one)."""
         run = approval.run
-        plan_ts = self._chat.post(
-            channel, PlanView(plan=run.plan, requested_by=user, run_id=run.id)
+        view = PlanView(
+            plan=run.plan, requested_by=user, run_id=run.id, starts_at=run.starts_at, window=window
         )
+        plan_ts = self._chat.post(channel, view)
+        # kept at once: a reaction on the plan may come before the approval request is posted
+        thread = ChatThread(run_id=run.id, channel=channel, plan_ts=plan_ts)
+        self.service.store.save_thread(thread)
         approval_ts = self._chat.post(channel, ApprovalView(approval=approval), thread_ts=plan_ts)
-        self.service.store.save_thread(
-            ChatThread(run_id=run.id, channel=channel, plan_ts=plan_ts, approval_ts=approval_ts)
-        )
+        self.service.store.save_thread(replace(thread, approval_ts=approval_ts))
+        if self.service.run(run.id).state is not run.state:  # decided while it was posted
+            self._refresh_approval(run.id)
         if run.state is RunState.APPROVED:
-            self.start(run.id)
+            self._approved(run)
 
     # -- votes ----------------------------------------------------------------------------------
 
@@ -210,7 +235,9 @@ class Conversation:
                 elif outcome.now_rejected:
                     self._submit(run_id, self.service.reject_gate)
             elif outcome.now_approved:
-                self.start(run_id)
+                self._approved(outcome.approval.run)
+            elif outcome.now_rejected:
+                self.scheduling.forget(run_id)
 
     def withdraw(
         self,
@@ -234,6 +261,9 @@ class Conversation:
                 self._refresh_approval(run_id)
 
     def expire_due(self) -> None:
+        """The periodic sweep: expire approval requests that ran out, and scheduled runs whose
+        start was lost."""
+        self._expire_overdue()
         for run in self.service.expire_due():
             self._tell_thread(
                 run.id,
@@ -263,6 +293,7 @@ class Conversation:
             active=tuple(self.service.active()),
             awaiting=tuple(self.service.awaiting()),
             recent=tuple(self.service.history(limit=10)),
+            scheduled=tuple(self.scheduling.scheduled()),
         )
         self._chat.publish_home(user, view)
 
@@ -278,7 +309,14 @@ class Conversation:
                 if thread is None
                 else (lambda member: MemberNotifier(self._chat, thread, self.service.store))
             )
-            return self.service.execute(run_id, observer, member_observer=members)
+            run = self.service.execute(run_id, observer, member_observer=members)
+            if run.state is RunState.CANCELLED:  # refused at the start: locked, or not allowed
+                reason = self.service.store.events(run_id)[-1].reason
+                self._tell_thread(
+                    run_id,
+                    Notice(text=f"Run #{run_id} did not start: {reason}", tone=Tone.WARNING),
+                )
+            return run
 
         self._submit(run_id, execute)
 
@@ -368,10 +406,10 @@ class Conversation:
             approval = self.service.approval(self.service.run(run_id))
             self._chat.update(thread.channel, thread.approval_ts, ApprovalView(approval=approval))
 
-    def _tell_thread(self, run_id: int, notice: Notice) -> None:
+    def _tell_thread(self, run_id: int, notice: Notice, *, broadcast: bool = False) -> None:
         thread = self.service.store.thread(run_id)
         if thread is not None:
-            self._chat.post(thread.channel, notice, thread_ts=thread.plan_ts)
+            self._chat.post(thread.channel, notice, thread_ts=thread.plan_ts, broadcast=broadcast)
 
     def _whisper(self, channel: str, user: str, view: Any) -> None:
         self._chat.post_ephemeral(channel, user, view)

@@ -1,21 +1,28 @@
 """The `/upgrade` grammar: the text after the slash command becomes one command record.
 
-    /upgrade <product> <version> [env=E] [strategy=S] [instance=I] [--dry-run] [--allow-downgrade]
+    /upgrade <product> <version> [env=E] [strategy=S] [instance=I] [at=TIME] [window=W]
+             [--dry-run] [--allow-downgrade]
     /upgrade help | status [run] | history [product] [env] | cancel <run> | rollback <run>
+    /upgrade schedule list | schedule cancel <run>
     /upgrade lock <env> <reason> | unlock <env>
 
-A mistake gets one sentence saying what is wrong, and the right form.
+`at=` takes one word (`2026-12-05T02:00+01:00`) or a day and a time (`at=sat 02:00`): a time
+following `at=<day>` belongs to it. A mistake gets one sentence saying what is wrong, and the
+right form.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from bot.domain.errors import UserError
 
 UPGRADE_FORM = (
-    "/upgrade <product> <version> [env=E] [strategy=S] [instance=I] [--dry-run] [--allow-downgrade]"
+    "/upgrade <product> <version> [env=E] [strategy=S] [instance=I] [at=TIME] [window=W] "
+    "[--dry-run] [--allow-downgrade]"
 )
 FORMS = {
     "help": "/upgrade help",
@@ -23,11 +30,13 @@ FORMS = {
     "history": "/upgrade history [product] [env]",
     "cancel": "/upgrade cancel <run>",
     "rollback": "/upgrade rollback <run>",
+    "schedule": "/upgrade schedule list | schedule cancel <run>",
     "lock": "/upgrade lock <env> <reason>",
     "unlock": "/upgrade unlock <env>",
 }
-_OPTIONS = ("env", "strategy", "instance")
+_OPTIONS = ("env", "strategy", "instance", "at", "window")
 _FLAGS = ("--dry-run", "--allow-downgrade")
+_CLOCK = re.compile(r"\d{1,2}:\d{2}")
 
 
 class UsageError(UserError):
@@ -48,6 +57,12 @@ class Upgrade:
     instance: str | None = None
     dry_run: bool = False
     allow_downgrade: bool = False
+    at: str | None = None  # as typed: read in the requester's time zone by the engine
+    window: str | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        return self.at is not None or self.window is not None
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,16 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class ScheduleList:
+    pass
+
+
+@dataclass(frozen=True)
+class ScheduleCancel:
+    run_id: int
+
+
+@dataclass(frozen=True)
 class Lock:
     environment: str
     reason: str
@@ -82,7 +107,18 @@ class Unlock:
     environment: str
 
 
-Command = Help | Upgrade | Status | History | Cancel | Rollback | Lock | Unlock
+Command = (
+    Help
+    | Upgrade
+    | Status
+    | History
+    | Cancel
+    | Rollback
+    | ScheduleList
+    | ScheduleCancel
+    | Lock
+    | Unlock
+)
 
 
 def parse(text: str) -> Command:
@@ -103,6 +139,8 @@ def parse(text: str) -> Command:
     if verb == "rollback":
         _exactly(verb, rest, 1, "a run number")
         return Rollback(_run_id(verb, rest[0]))
+    if verb == "schedule":
+        return _schedule(rest)
     if verb == "lock":
         if len(rest) < 2:
             _usage(verb, "needs an environment and a reason")
@@ -113,7 +151,29 @@ def parse(text: str) -> Command:
     return _upgrade(words)
 
 
+def _schedule(rest: list[str]) -> ScheduleList | ScheduleCancel:
+    action = rest[0].lower() if rest else ""
+    if action == "list" and len(rest) == 1:
+        return ScheduleList()
+    if action != "cancel" or len(rest) != 2:
+        _usage("schedule", "needs `list`, or `cancel` and a run number")
+    return ScheduleCancel(_run_id("schedule", rest[1]))
+
+
+def _joined(words: list[str]) -> list[str]:
+    """`at=sat` followed by `02:00` becomes the one word `at=sat 02:00`."""
+    joined: list[str] = []
+    for word in words:
+        previous = joined[-1] if joined else ""
+        if _CLOCK.match(word) and previous.startswith("at=") and ":" not in previous:
+            joined[-1] = f"{previous} {word}"
+        else:
+            joined.append(word)
+    return joined
+
+
 def _upgrade(words: list[str]) -> Upgrade:
+    words = _joined(words)
     positional = [w for w in words if "=" not in w and not w.startswith("--")]
     options: dict[str, str] = {}
     for word in words:
@@ -144,6 +204,8 @@ def _upgrade(words: list[str]) -> Upgrade:
         instance=options.get("instance"),
         dry_run="--dry-run" in words,
         allow_downgrade="--allow-downgrade" in words,
+        at=options.get("at"),
+        window=options.get("window"),
     )
 
 
@@ -164,5 +226,5 @@ def _exactly(verb: str, rest: list[str], count: int, what: str) -> None:
         _usage(verb, f"needs {what}")
 
 
-def _usage(verb: str, problem: str) -> None:
+def _usage(verb: str, problem: str) -> NoReturn:
     raise UsageError(f"`/upgrade {verb}` {problem}.", f"Use: `{FORMS[verb]}`")

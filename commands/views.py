@@ -7,13 +7,17 @@ Each view is a frozen record of domain data. `bot/slack/blocks.py` turns views i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.domain.plan import Plan
 from bot.domain.run import Phase, Run, RunState, StepResult
+from bot.engine.behind import Lag
 from bot.engine.report import RunReport
+from bot.engine.scheduling import ScheduledRun
 from bot.engine.service import Approval
+
+WHEN = "{when}"  # in a notice's text: where its `when` goes, in each reader's own time zone
 
 
 class Tone(StrEnum):
@@ -25,10 +29,12 @@ class Tone(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Notice:
-    """One or two sentences: a reply, a refusal, or news in a thread."""
+    """One or two sentences: a reply, a refusal, or news in a thread. A `{when}` in the text
+    stands for `when`, which each surface shows in the reader's time zone where it can."""
 
     text: str
     tone: Tone = Tone.INFO
+    when: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +50,8 @@ class PlanView:
     plan: Plan
     requested_by: str
     run_id: int | None = None  # None for a dry run
+    starts_at: datetime | None = None  # a scheduled run: when it starts
+    window: str = ""  # the maintenance window it starts in
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +135,38 @@ class RunListView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReminderView:
+    """A scheduled run starts soon: in its thread (and the channel), naming who still has to
+    approve and the requester."""
+
+    entry: ScheduledRun
+    before: timedelta
+
+    @property
+    def mentioned(self) -> tuple[str, ...]:
+        """Approvers still needed (if any are) and the requester, each once."""
+        approval = self.entry.approval
+        needed = approval.waiting_for if not approval.tally.approved else ()
+        return tuple(dict.fromkeys((*needed, approval.run.requested_by)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleListView:
+    """`/upgrade schedule list`: runs waiting for their start time, soonest first."""
+
+    entries: tuple[ScheduledRun, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DigestView:
+    """The periodic digest: instances behind the newest version, each with a button that asks
+    for its upgrade (as `/upgrade` would, by whoever clicks)."""
+
+    lags: tuple[Lag, ...]
+    checked_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class HomeView:
     """The App Home tab of one user."""
 
@@ -134,6 +174,7 @@ class HomeView:
     active: tuple[Run, ...]
     awaiting: tuple[Approval, ...]
     recent: tuple[Run, ...]
+    scheduled: tuple[ScheduledRun, ...] = ()
 
 
 View = (
@@ -146,6 +187,9 @@ View = (
     | SummaryView
     | RunDetailView
     | RunListView
+    | ReminderView
+    | ScheduleListView
+    | DigestView
     | HomeView
 )
 
@@ -162,3 +206,18 @@ def transfer_bar(transfer: Transfer, width: int = 20) -> str:
         f"[{'#' * filled}{'-' * (width - filled)}] {share:.0%} "
         f"({done_mb:,.0f} of {total_mb:,.0f} MB)"
     )
+
+
+def before_words(before: timedelta) -> str:
+    """`24 hours`, `1 hour`, `10 minutes`, `1 hour 30 minutes`; under a minute, `30 seconds`."""
+
+    def count(number: int, noun: str) -> str:
+        return f"{number} {noun}{'' if number == 1 else 's'}"
+
+    if before < timedelta(minutes=1):
+        return count(round(before.total_seconds()), "second")
+    hours, minutes = divmod(round(before.total_seconds() / 60), 60)
+    parts = [count(hours, "hour")] if hours else []
+    if minutes or not parts:
+        parts.append(count(minutes, "minute"))
+    return " ".join(parts)

@@ -16,6 +16,7 @@ pytest_plugins = (
     "tests.hostkit.proxy",
     "tests.hostkit.stackstorm",
     "tests.hostkit.deployment",
+    "tests.hostkit.st2_deployment",
     "tests.hostkit.databases",
     "tests.slackemu.server",
     "tests.hostkit.slackbot",

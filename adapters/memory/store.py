@@ -56,7 +56,9 @@ class MemoryRunStore:
         self._env_locks: dict[str, EnvLock] = {}
         self._threads: dict[int, ChatThread] = {}
 
-    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
+    def create(
+        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+    ) -> Run:
         at = as_utc(at)
         with self._lock:
             run = Run(
@@ -66,6 +68,7 @@ class MemoryRunStore:
                 requested_by=requested_by,
                 created_at=at,
                 updated_at=at,
+                starts_at=as_utc(starts_at) if starts_at is not None else None,
             )
             self._runs[run.id] = run
             self._events[run.id] = [

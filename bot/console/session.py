@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from rich.console import Console
@@ -18,10 +19,14 @@ HELP = """Type the slash command as in Slack, e.g. /upgrade myst 3.9.1 env=prod
 
 
 class NoDirectory:
-    """Implements `Directory` where no chat workspace exists: user groups have no members."""
+    """Implements `Directory` where no chat workspace exists: user groups have no members, and
+    people's time zone is the one named by `TZ` here (else UTC)."""
 
     def group_members(self, group: str) -> frozenset[str]:
         return frozenset()
+
+    def time_zone(self, user: str) -> str | None:
+        return os.environ.get("TZ") or None
 
 
 class ConsoleSession:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.domain.errors import UnknownEnvironment, UnknownInstance
+from bot.domain.schedule import Calendar
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,13 +94,14 @@ class Instance:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    """Who may approve upgrades in an environment, and how."""
+    """Who may approve upgrades in an environment, how, and when runs may start there."""
 
     approvers: tuple[str, ...] = ()  # Slack user ids
     approver_groups: tuple[str, ...] = ()  # Slack user group ids or handles
     approvals_required: int = 1
     allow_self_approval: bool = False
     approval_expiry_minutes: int = 240
+    calendar: Calendar = field(default_factory=Calendar)  # maintenance windows, change freezes
 
 
 @dataclass(frozen=True, kw_only=True)

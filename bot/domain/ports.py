@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from bot.domain.approval import Decision, Vote
@@ -135,8 +136,10 @@ class HttpCheck(Protocol):
 class RunStore(Protocol):
     """Where runs, their transitions and step results are kept. Each call commits."""
 
-    def create(self, plan: Plan, *, requested_by: str, at: datetime) -> Run:
-        """Store a new run in state `planned` and give it its id."""
+    def create(
+        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+    ) -> Run:
+        """Store a new run in state `planned` and give it its id; `starts_at` schedules it."""
         ...
 
     def get(self, run_id: int) -> Run:
@@ -238,6 +241,10 @@ class Directory(Protocol):
         """The user ids in a user group; raises `OperationalError` if it cannot be read."""
         ...
 
+    def time_zone(self, user: str) -> str | None:
+        """The user's IANA time zone (`Europe/Berlin`), or None when unknown. Never raises."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -246,4 +253,70 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Wait (a twin advances its time instead)."""
+        ...
+
+
+class JobKind(StrEnum):
+    START = "start"
+    REMINDER = "reminder"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledJob:
+    """A job of one run as the scheduler keeps it: only the run's id and when."""
+
+    run_id: int
+    kind: JobKind
+    at: datetime
+    before: timedelta = timedelta(0)  # a reminder: how long before the start
+
+
+class ScheduledWork(Protocol):
+    """What the scheduler calls when a job is due (the conversation implements it)."""
+
+    def start_due(self, run_id: int) -> None:
+        """The run's start time has come (or passed while no process was scheduling)."""
+        ...
+
+    def remind(self, run_id: int, before: timedelta) -> None:
+        """The run starts in `before`."""
+        ...
+
+    def behind_latest(self) -> None:
+        """Time for the periodic digest of instances behind their newest version."""
+        ...
+
+
+class Scheduler(Protocol):
+    """Timed work kept across restarts: runs' starts and reminders, and the behind-latest digest.
+
+    Jobs carry run ids only: what a run is and whether it may start is read when a job is due.
+    A job due while no process was scheduling runs as soon as one does (it is never dropped, and
+    never run twice by the scheduler: the work decides from `on_duty_since` whether it is late).
+    Only one process schedules at a time. Raises `StoreUnavailable` when its database fails.
+    """
+
+    def schedule_start(self, run_id: int, at: datetime) -> None:
+        """Call `start_due(run_id)` at `at`, replacing the run's start job if it had one."""
+        ...
+
+    def schedule_reminder(self, run_id: int, at: datetime, before: timedelta) -> None:
+        """Call `remind(run_id, before)` at `at`, replacing that reminder if it was set."""
+        ...
+
+    def cancel(self, run_id: int) -> int:
+        """Remove every job of the run; how many there were."""
+        ...
+
+    def jobs(self, run_id: int | None = None) -> list[ScheduledJob]:
+        """The jobs (of one run, or all), earliest first."""
+        ...
+
+    def repeat_behind_latest(self, every: timedelta) -> None:
+        """Call `behind_latest()` every `every`, counting from the first time this was asked;
+        asking again with the same interval changes nothing."""
+        ...
+
+    def on_duty_since(self) -> datetime | None:
+        """Since when this process schedules (holds the lease); None while it does not."""
         ...

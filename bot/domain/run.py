@@ -51,6 +51,8 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
 # at a gate holds it, and so does an interrupted run until someone resumes, rolls back or cancels.
 ACTIVE_STATES = frozenset({S.RUNNING, S.WAITING, S.ROLLING_BACK, S.INTERRUPTED})
 FINAL_STATES = frozenset(state for state, nexts in TRANSITIONS.items() if not nexts)
+# Before the run starts: a scheduled run waits in these until its start time.
+PENDING_STATES = frozenset({S.PLANNED, S.AWAITING_APPROVAL, S.APPROVED})
 
 
 def check_transition(run_id: int, current: RunState, target: RunState) -> None:
@@ -64,7 +66,7 @@ def check_transition(run_id: int, current: RunState, target: RunState) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Run:
-    """A plan with an id, a requester and a state."""
+    """A plan with an id, a requester and a state; a scheduled run also has its start time."""
 
     id: int
     plan: Plan
@@ -72,6 +74,12 @@ class Run:
     requested_by: str
     created_at: datetime
     updated_at: datetime
+    starts_at: datetime | None = None  # None: it starts as soon as it is approved
+
+    @property
+    def pending(self) -> bool:
+        """Not started and not ended: still planned, awaiting approval, or approved."""
+        return self.state in PENDING_STATES
 
     def moved_to(self, target: RunState, at: datetime) -> Run:
         check_transition(self.id, self.state, target)

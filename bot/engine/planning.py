@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 from bot.domain.errors import (
@@ -25,28 +24,22 @@ from bot.domain.errors import (
 )
 from bot.domain.inventory import Environment, Instance, Inventory
 from bot.domain.plan import Plan, PlannedStep
-from bot.domain.run import Run, StepResult, StepStatus, changed_roles
 from bot.domain.runbook import (
     Catalog,
     Condition,
     CopyAction,
-    DockerAction,
-    GateAction,
-    HttpAction,
     MemberAction,
     Runbook,
-    ShellAction,
     Step,
     Strategy,
-    UploadAction,
     VersionSource,
     expand_migrations,
     missing_values,
     needed_values,
-    step_templates,
 )
-from bot.domain.templates import as_is, placeholders, render, render_preview
+from bot.domain.templates import as_is, render, render_preview
 from bot.domain.versions import Version, known_versions, parse_version
+from bot.engine.preview import preview
 from bot.engine.session import InstanceSession, Ports, Sessions
 from bot.engine.steps import StepExecutor
 
@@ -164,7 +157,8 @@ class Planner:
         base = {**runbook.defaults, **instance.template_values(), "version": target.text}
         for role, peer in peers.items():
             base.update({f"{role}_{k}": v for k, v in peer.template_values().items()})
-        self._check_available(runbook, strategy, instance, target, base)
+        target = self._check_available(runbook, strategy, instance, target, base)
+        base["version"] = target.text  # as the source spells it: 3.8 asked, 3.8.0 listed
         current, peer_versions = self._detect_and_reach(runbook, strategy, instance, peers)
         self._check_direction(runbook, instance, target, current, request.allow_downgrade)
         steps = _chosen(strategy.steps, options, target, current, runbook)
@@ -319,11 +313,12 @@ class Planner:
         instance: Instance,
         target: Version,
         values: Mapping[str, str],
-    ) -> None:
+    ) -> Version:
+        """The available version equal to `target`, spelled as its source spells it."""
         source = strategy.versions or runbook.versions
         available = self.available_versions(runbook, instance, source, values)
         if target in available:
-            return
+            return available[available.index(target)]
         where = {
             "registry": f"the registry ({instance.image})",
             "list": f"the {runbook.product} runbook's version list",
@@ -414,82 +409,3 @@ def _archived_versions(pattern: str, values: Mapping[str, str]) -> list[Version]
     found = glob.glob(glob.escape(head) + "*" + glob.escape(tail))
     shape = re.compile(re.escape(head) + "(.+)" + re.escape(tail) + "$")
     return known_versions(m.group(1) for f in found if (m := shape.match(f)) and Path(f).is_file())
-
-
-def preview(step: Step, values: Mapping[str, str]) -> str:
-    """What the step will do, with the values known now; later captures show as <name>."""
-    action = step.action
-    if isinstance(action, ShellAction):
-        return render_preview(action.command, values)
-    if isinstance(action, DockerAction):
-        args = " ".join(render_preview(v, values, quote=as_is) for v in action.arguments.values())
-        return f"docker {action.operation} {args}"
-    if isinstance(action, HttpAction):
-        return f"GET {render_preview(action.url, values, quote=as_is)}"
-    if isinstance(action, CopyAction):
-        source = render_preview(action.source, values, quote=as_is)
-        where = f"{action.source_role}:" if action.source_role else "self:"
-        return f"copy {where}{source} to {render_preview(action.dest, values, quote=as_is)}"
-    if isinstance(action, UploadAction):
-        return (
-            f"upload {render_preview(action.source, values, quote=as_is)} to "
-            f"{render_preview(action.dest, values, quote=as_is)}"
-        )
-    assert isinstance(action, GateAction)
-    return f"wait for approval: {render_preview(action.prompt, values, quote=as_is)}"
-
-
-def rollback_plan(run: Run, results: Sequence[StepResult], now: datetime) -> Plan:
-    """A plan that undoes `run` on request: its rollback steps for the hosts it changed, with the
-    values it captured (the backup path, say) filled in. Approved like any plan."""
-    plan = run.plan
-    changed = changed_roles(plan, results)
-    if not changed:
-        raise UserError(
-            f"Run #{run.id} changed nothing on its hosts, so there is nothing to roll back.",
-            f"See `/upgrade status {run.id}`.",
-        )
-    chosen = [p.step for p in plan.rollback if p.step.runs_on in changed]
-    if not chosen:
-        raise UserError(
-            f"The {plan.strategy} strategy has no rollback steps.",
-            "Undo the change by hand, following the product's guide.",
-        )
-    captures = {k: v for r in results for k, v in r.captures.items()}
-    values = {**plan.variables, **captures}
-    needed = {n for step in chosen for t in step_templates(step) for n in placeholders(t)}
-    known = set(values) | {n for vs in plan.role_variables.values() for n in vs}
-    if missing := sorted(needed - known):
-        raise UserError(
-            f"Run #{run.id} never captured {', '.join(f'`{m}`' for m in missing)}, "
-            "which its rollback needs.",
-            "Undo the change by hand.",
-        )
-    steps = tuple(
-        PlannedStep(
-            number=n,
-            step=step,
-            preview=preview(step, {**values, **plan.role_variables.get(step.runs_on, {})}),
-            target=plan.roles.get(step.runs_on, ""),
-        )
-        for n, step in enumerate(chosen, 1)
-    )
-    done = {r.step_id for r in results if r.status is StepStatus.SUCCEEDED}
-    kept = [p.step.title for p in plan.steps if p.step.irreversible and p.step.id in done]
-    notes = (f"The rollback cannot undo what these steps did: {'; '.join(kept)}.",) if kept else ()
-    return replace(
-        plan,
-        notes=notes,
-        steps=steps,
-        rollback=(),
-        auto_rollback=False,
-        variables=values,
-        strategy=f"rollback of #{run.id}",
-        from_version=plan.to_version,
-        to_version=plan.from_version,
-        downgrade=True,
-        rollback_of=run.id,
-        created_at=now,
-        expected_outage="as the rollback steps take",
-        digest="",
-    )

@@ -16,7 +16,7 @@ from bot.domain.run import (
     changed_roles,
 )
 from bot.domain.runbook import NoLinesMatching, StepRole
-from bot.engine.planning import preview
+from bot.engine.preview import preview
 
 ROLLBACK_OUTCOMES = {
     RunState.SUCCEEDED: "rolled back on request and verified",
@@ -105,17 +105,7 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         steps=tuple(steps),
         failed_step=failed[0] if failed else None,
         rollback_offered=offered,
-        cannot_undo=tuple(
-            p.step.title
-            for p in run.plan.steps
-            if p.step.irreversible
-            and any(
-                s.step_id == p.step.id
-                and s.phase is Phase.UPGRADE
-                and s.status is StepStatus.SUCCEEDED
-                for s in steps
-            )
-        )
+        cannot_undo=_not_undone(run, steps)
         if run.state in (RunState.ROLLED_BACK, RunState.ROLLBACK_FAILED)
         else (),
         manual_steps=_left_to_do(run, steps, changed)
@@ -136,4 +126,14 @@ def _left_to_do(run: Run, steps: Sequence[StepResult], changed: set[str]) -> tup
         + preview(p.step, {**plan.values_for(p.step.runs_on), **captures})
         for p in plan.rollback
         if p.step.runs_on in changed and p.step.id not in done
+    )
+
+
+def _not_undone(run: Run, steps: Sequence[StepResult]) -> tuple[str, ...]:
+    """Irreversible steps that ran (or stopped partway): a rollback cannot undo them."""
+    ran = {s.step_id: s.status for s in steps if s.phase is Phase.UPGRADE}
+    return tuple(
+        p.step.title + (" (stopped partway)" if ran[p.step.id] is StepStatus.FAILED else "")
+        for p in run.plan.steps
+        if p.step.irreversible and ran.get(p.step.id) in (StepStatus.SUCCEEDED, StepStatus.FAILED)
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.domain.approval import Decision, Tally, Vote, check_voter, tally
@@ -21,8 +21,11 @@ from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import Clock, Directory, EventLog, LockStore, RunStore, ThreadStore, VoteStore
 from bot.domain.run import ACTIVE_STATES, Run, RunState, StepStatus
 from bot.domain.runbook import Catalog
+from bot.domain.schedule import StartNotAllowed
+from bot.engine.behind import Lag, behind_latest
 from bot.engine.fleet import FleetRunner, MemberObserver
-from bot.engine.planning import Planner, UpgradeRequest, rollback_plan
+from bot.engine.planning import Planner, UpgradeRequest
+from bot.engine.rollback_plan import rollback_plan
 from bot.engine.runner import Runner, RunObserver
 from bot.engine.session import Ports
 
@@ -112,11 +115,13 @@ class UpgradeService:
 
     def request(self, request: UpgradeRequest, *, requester: str) -> Approval:
         """Plan, store the run and open it for approval (approved at once if none is needed)."""
-        return self._open(self.plan(request), requester)
+        return self.open(self.plan(request), requester)
 
-    def _open(self, plan: Plan, requester: str) -> Approval:
+    def open(self, plan: Plan, requester: str, *, starts_at: datetime | None = None) -> Approval:
+        """Store a run of `plan` (to start at `starts_at`, or once approved) and open it for
+        approval; approved at once if the policy needs none."""
         now = self.clock.now()
-        run = self.store.create(plan, requested_by=requester, at=now)
+        run = self.store.create(plan, requested_by=requester, at=now, starts_at=starts_at)
         run = self.store.transition(
             run.id,
             RunState.PLANNED,
@@ -157,7 +162,7 @@ class UpgradeService:
                 )
         plan = rollback_plan(original, self.store.steps(run_id), self.clock.now())
         self._check_unlocked(plan.environment)
-        return self._open(plan, requester)
+        return self.open(plan, requester)
 
     # -- approval -------------------------------------------------------------------------------
 
@@ -187,6 +192,8 @@ class UpgradeService:
             approvers = approvers - {run.requested_by}
         start = run.updated_at if gate else run.created_at
         expires = start + timedelta(minutes=policy.approval_expiry_minutes)
+        if run.starts_at is not None and gate is None:
+            expires = run.starts_at  # a scheduled run takes approvals until its start
         return Approval(
             run=run,
             tally=counted,
@@ -285,10 +292,11 @@ class UpgradeService:
         return self.approval(run)
 
     def expire_due(self) -> list[Run]:
-        """Expire every run whose approval request outlived its policy's expiry."""
+        """Expire every run whose approval request outlived its policy's expiry. A scheduled run
+        is left to its start, which says why it does not start if it is still unapproved."""
         now, expired = self.clock.now(), []
         for run in self.store.runs(states=(RunState.AWAITING_APPROVAL,), limit=1000):
-            if self.approval(run).expires_at <= now:
+            if run.starts_at is None and self.approval(run).expires_at <= now:
                 try:
                     expired.append(
                         self.store.transition(
@@ -312,17 +320,18 @@ class UpgradeService:
         observer: RunObserver | None = None,
         member_observer: MemberObserver | None = None,
     ) -> Run:
-        """Run an approved run to its end or its first gate (refused in a locked environment)."""
+        """Run an approved run to its end or its first gate. Refused (the run is cancelled, with
+        the reason) in a locked environment, and outside its windows or inside a freeze."""
         run = self.store.get(run_id)
-        lock = self._lock_of(run.plan.environment)
-        if lock is not None:
+        refusal = self._refusal(run)
+        if refusal:
             return self.store.transition(
                 run_id,
                 run.state,
                 RunState.CANCELLED,
                 at=self.clock.now(),
                 actor="bot",
-                reason=str(EnvironmentLocked(lock)),
+                reason=refusal,
             )
         if run.plan.members:
             fleet = FleetRunner(self.store, self.inventory, self._ports, observer, member_observer)
@@ -343,6 +352,22 @@ class UpgradeService:
         step = approval.gate.step.id if approval.gate else "?"
         reason = f"Stopped at the gate `{step}` by {who}."
         return self._runner(observer).fail_at_gate(run_id, actor="bot", reason=reason)
+
+    def _refusal(self, run: Run) -> str:
+        """Why `run` may not start now, or "". A rollback is never held back by a window or a
+        freeze: undoing a change is what they are there to allow."""
+        lock = self._lock_of(run.plan.environment)
+        if lock is not None:
+            return str(EnvironmentLocked(lock))
+        if run.plan.rollback_of is not None:
+            return ""
+        try:
+            self.policy(run.plan.environment).calendar.check(
+                self.clock.now(), environment=run.plan.environment, zone=UTC
+            )
+        except StartNotAllowed as exc:
+            return f"It may not start now: {exc.problem}"
+        return ""
 
     def _runner(self, observer: RunObserver | None) -> Runner:
         return Runner(self.store, self.inventory, self._ports, observer)
@@ -370,7 +395,10 @@ class UpgradeService:
         return self.store.get(run_id)
 
     def active(self) -> list[Run]:
-        return self.store.runs(states=(*ACTIVE_STATES, RunState.APPROVED), limit=50)
+        """Runs holding an instance, and approved runs about to start (not those waiting for a
+        start time)."""
+        runs = self.store.runs(states=(*ACTIVE_STATES, RunState.APPROVED), limit=50)
+        return [r for r in runs if r.state is not RunState.APPROVED or r.starts_at is None]
 
     def awaiting(self) -> list[Approval]:
         states = (RunState.AWAITING_APPROVAL, RunState.WAITING)
@@ -390,6 +418,10 @@ class UpgradeService:
             and (environment is None or r.plan.environment == environment)
         ]
         return chosen[:limit]
+
+    def behind_latest(self) -> list[Lag]:
+        """Instances behind the newest version their registry (or runbook) offers."""
+        return behind_latest(self.catalog, self.inventory, self._planner)
 
     # -- locks ----------------------------------------------------------------------------------
 

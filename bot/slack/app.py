@@ -19,9 +19,11 @@ from bot.domain.errors import UserError
 from bot.slack.blocks import (
     APPROVE_ACTION,
     APPROVE_REACTIONS,
+    PLAN_LATEST_ACTION,
     REJECT_ACTION,
     REJECT_REACTIONS,
     parse_button_value,
+    parse_plan_latest_value,
 )
 from bot.slack.blocks_report import ROLLBACK_ACTION
 from bot.workers import Busy, WorkerPool
@@ -71,7 +73,11 @@ def build_app(
             ack(text=BUSY)
             return
         if isinstance(parsed, Upgrade) and not parsed.dry_run:
-            ack(text=f"Planning `{COMMAND} {text.strip()}`: the plan will appear in this channel.")
+            when = " with its start time" if parsed.scheduled else ""
+            ack(
+                text=f"Planning `{COMMAND} {text.strip()}`: the plan will appear in this "
+                f"channel{when}."
+            )
         else:
             ack()
 
@@ -113,6 +119,25 @@ def build_app(
         channel = body.get("container", {}).get("channel_id") or body["channel"]["id"]
         hand_off(
             conversation.command, text=f"rollback {run}", user=body["user"]["id"], channel=channel
+        )
+
+    @app.action(PLAN_LATEST_ACTION)
+    def on_plan_latest(ack: Ack, body: dict[str, Any]) -> None:
+        """A digest's button: ask for that upgrade as `/upgrade` would, as the person clicking."""
+        ack()
+        try:
+            product, version, env, instance = parse_plan_latest_value(
+                body["actions"][0].get("value", "")
+            )
+        except ValueError:
+            log.warning("ignored a plan-upgrade button with an unexpected value")
+            return
+        channel = body.get("container", {}).get("channel_id") or body["channel"]["id"]
+        hand_off(
+            conversation.command,
+            text=f"{product} {version} env={env} instance={instance}",
+            user=body["user"]["id"],
+            channel=channel,
         )
 
     @app.event("reaction_added")

@@ -57,16 +57,31 @@ from bot.slack.blocks_run import (
     step_blocks,
     step_text,
 )
+from bot.slack.blocks_schedule import (
+    PLAN_LATEST_ACTION,
+    digest_blocks,
+    digest_text,
+    parse_plan_latest_value,
+    reminder_blocks,
+    reminder_text,
+    schedule_list_blocks,
+    schedule_list_text,
+    scheduled_home,
+)
 from commands.grammar import FORMS, UPGRADE_FORM
 from commands.views import (
+    WHEN,
     ApprovalView,
+    DigestView,
     HelpView,
     HomeView,
     Notice,
     PlanView,
     ProgressView,
+    ReminderView,
     RunDetailView,
     RunListView,
+    ScheduleListView,
     StepView,
     SummaryView,
     Tone,
@@ -76,10 +91,12 @@ from commands.views import (
 __all__ = [
     "APPROVE_ACTION",
     "APPROVE_REACTIONS",
+    "PLAN_LATEST_ACTION",
     "REJECT_ACTION",
     "REJECT_REACTIONS",
     "Message",
     "parse_button_value",
+    "parse_plan_latest_value",
     "render",
     "render_home",
 ]
@@ -120,7 +137,7 @@ def render_home(view: HomeView) -> dict[str, Any]:
 
 def _render(view: View) -> tuple[list[Block], str]:
     if isinstance(view, Notice):
-        return notice_blocks(view), view.text
+        return notice_blocks(view), notice_text(view)
     if isinstance(view, HelpView):
         return help_blocks(view), "How to use /upgrade"
     if isinstance(view, PlanView):
@@ -138,6 +155,12 @@ def _render(view: View) -> tuple[list[Block], str]:
         return detail_blocks(view), f"Run #{run.id} {state_words(run.state)}: {run_title(run)}"
     if isinstance(view, RunListView):
         return list_blocks(view), f"{view.title}: {count(len(view.runs), 'run')}"
+    if isinstance(view, ReminderView):
+        return reminder_blocks(view), reminder_text(view)
+    if isinstance(view, ScheduleListView):
+        return schedule_list_blocks(view), schedule_list_text(view)
+    if isinstance(view, DigestView):
+        return digest_blocks(view), digest_text(view)
     if isinstance(view, HomeView):
         return home_blocks(view), "Your upgrades"
     assert_never(view)
@@ -145,7 +168,18 @@ def _render(view: View) -> tuple[list[Block], str]:
 
 def notice_blocks(view: Notice) -> list[Block]:
     # Notices are the bot's own sentences, which may name users as <@U…>; the rest is escaped.
-    return [section(f"{TONE_EMOJI[view.tone]} {escape_keeping_mentions(clip(view.text, 2800))}")]
+    # `{when}` has nothing to escape, so it is still there to become a date each reader localises.
+    text = escape_keeping_mentions(clip(view.text, 2800))
+    if view.when is not None:
+        text = text.replace(WHEN, slack_date(view.when))
+    return [section(f"{TONE_EMOJI[view.tone]} {text}")]
+
+
+def notice_text(view: Notice) -> str:
+    """The notification text: plain, so a time is given in UTC."""
+    if view.when is None:
+        return view.text
+    return view.text.replace(WHEN, f"{view.when:%Y-%m-%d %H:%M} UTC")
 
 
 def help_blocks(view: HelpView) -> list[Block]:
@@ -157,6 +191,11 @@ def help_blocks(view: HelpView) -> list[Block]:
             "Add `--dry-run` to see the plan without running anything. Approve a run with its "
             "*Approve* button or a :white_check_mark: reaction on its thread; reject with "
             "*Reject* or :x:."
+        ),
+        section(
+            "Add `at=2026-12-05T02:00+01:00` or `at=sat 02:00` (your time zone), or "
+            "`window=&lt;name&gt;`, to plan now and start later: approvals are taken ahead, "
+            "reminders come before the start, and the plan is checked again at the start."
         ),
     ]
     for title, names, noun in (
@@ -178,6 +217,7 @@ def detail_blocks(view: RunDetailView) -> list[Block]:
         section(
             f"{STATE_EMOJI[run.state]} *{phrase(report.outcome, 500)}*\n"
             f"Requested {slack_date(run.created_at)} · updated {slack_date(run.updated_at)}"
+            + (f" · starts {slack_date(run.starts_at)}" if run.starts_at is not None else "")
         ),
     ]
     if view.approval is not None:
@@ -201,6 +241,7 @@ def home_blocks(view: HomeView) -> list[Block]:
     blocks += _home_list("Active runs", [run_line(r) for r in view.active[:HOME_RUNS]], view.active)
     awaiting = [_awaiting_line(a, view.user) for a in view.awaiting[:HOME_RUNS]]
     blocks += _home_list("Awaiting approval", awaiting, view.awaiting)
+    blocks += scheduled_home(view.scheduled, HOME_RUNS)
     blocks += _home_list("Recent runs", [run_line(r) for r in view.recent[:HOME_RUNS]], view.recent)
     blocks.append(context("Type `/upgrade help` in a channel for the commands."))
     return blocks

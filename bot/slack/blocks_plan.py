@@ -81,6 +81,15 @@ def plan_blocks(view: PlanView) -> list[Block]:
     if not dry:
         facts.append(("Run", f"#{view.run_id}"))
     blocks.append(fields(facts))
+    if view.starts_at is not None:
+        window = f" in the window {inline_code(view.window)}" if view.window else ""
+        blocks.append(
+            section(
+                f":calendar: *Scheduled: starts {slack_date(view.starts_at)}*{window}. "
+                "Approvals are taken until then; at the start the plan is built again, and if "
+                "it changed, the approvals no longer apply."
+            )
+        )
     for note in plan.notes:
         blocks.append(section(f":warning: {passage(escape(note))}"))
     blocks.append(divider())
@@ -135,9 +144,10 @@ def step_sections(
 def plan_text(view: PlanView) -> str:
     plan = view.plan
     what = "Dry run" if view.run_id is None else f"Run #{view.run_id}: upgrade plan"
+    when = " (scheduled)" if view.starts_at is not None else ""
     return (
         f"{what} for {plan.product_title} {versions(plan.from_version, plan.to_version)} "
-        f"on {plan.instance_key}"
+        f"on {plan.instance_key}{when}"
     )
 
 
@@ -222,8 +232,11 @@ def approval_status(view: ApprovalView) -> str:
     ]
     if tally.rejected_by:
         lines.append(f"Rejected by: {mentions(tally.rejected_by)}")
-    expiry = "Expires" if view.open else "Expiry was"
-    lines.append(f"{expiry} {slack_date(approval.expires_at)}")
+    if run.starts_at is not None and approval.gate is None:
+        lines.append(f":calendar: Starts {slack_date(run.starts_at)}; approvals count until then")
+    else:
+        expiry = "Expires" if view.open else "Expiry was"
+        lines.append(f"{expiry} {slack_date(approval.expires_at)}")
     return "\n".join(lines)
 
 
@@ -239,6 +252,8 @@ def closed_outcome(view: ApprovalView) -> str:
     outcome = ":white_check_mark: *Approved*"
     if approval.tally.approved_by:
         outcome += f" by {mentions(approval.tally.approved_by)}"
+    if state is RunState.APPROVED and approval.run.starts_at is not None:
+        outcome += f"; it starts {slack_date(approval.run.starts_at)}"
     if state is not RunState.APPROVED:
         outcome += f"; the run is now {state.value.replace('_', ' ')}"
     return outcome + "."

@@ -68,9 +68,15 @@ def run_title(run: Run) -> str:
 
 def run_line(run: Run) -> str:
     """One run on one escaped mrkdwn line, for lists and the home tab."""
+    starts = (
+        f" · :calendar: starts {slack_date(run.starts_at)}"
+        if run.starts_at is not None and run.pending
+        else ""
+    )
     return (
         f"{STATE_EMOJI[run.state]} *#{run.id}* {phrase(run_title(run))}"
         f" · {state_words(run.state)} · {mention(run.requested_by)} · {slack_date(run.updated_at)}"
+        f"{starts}"
     )
 
 

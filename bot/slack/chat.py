@@ -100,7 +100,7 @@ class SlackChat:
 
 
 class SlackDirectory:
-    """Implements `Directory` with the Web API (user group members)."""
+    """Implements `Directory` with the Web API (user group members, people's time zones)."""
 
     def __init__(self, client: WebClient) -> None:
         self._client = client
@@ -117,3 +117,13 @@ class SlackDirectory:
         except (SlackClientError, OSError) as exc:
             raise ChatUnavailable(f"Slack could not be reached for user group {group}.") from exc
         return frozenset(response.get("users", []))
+
+    def time_zone(self, user: str) -> str | None:
+        """The user's time zone from users.info (`tz`), or None if Slack does not say."""
+        try:
+            response = self._client.users_info(user=user)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("could not read the time zone of %s: %s", user, exc)
+            return None
+        zone = (response.get("user") or {}).get("tz")
+        return zone if isinstance(zone, str) and zone else None

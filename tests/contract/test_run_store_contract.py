@@ -332,3 +332,18 @@ def test_a_fleet_plan_with_its_member_plans_round_trips(store: RunStore) -> None
     run = store.create(fleet, requested_by="@ana", at=AT)
     assert store.get(run.id).plan == fleet
     assert store.get(run.id).plan.members[1].instance == "studio-2"
+
+
+def test_a_scheduled_run_keeps_its_start_time_in_utc(store: RunStore) -> None:
+    cet = timezone(timedelta(hours=1))
+    starts = (AT + timedelta(days=3)).astimezone(cet)
+    run = store.create(make_plan(), requested_by="@ana", at=AT, starts_at=starts)
+    assert run.starts_at == starts
+    read = store.get(run.id)
+    assert read.starts_at == starts
+    assert read.starts_at is not None
+    assert read.starts_at.utcoffset() == timedelta(0)
+    moved = store.transition(run.id, S.PLANNED, S.AWAITING_APPROVAL, at=at(1), actor="@bo")
+    assert moved.starts_at == starts
+    assert store.runs(states=(S.AWAITING_APPROVAL,))[0].starts_at == starts
+    assert store.create(make_plan(), requested_by="@ana", at=AT).starts_at is None

@@ -18,6 +18,7 @@ import waitress
 from pydantic import SecretStr
 
 from bot.config import Config, Settings
+from bot.domain.ports import Scheduler
 from bot.engine.service import Store
 from bot.engine.session import Ports
 from bot.server import EVENTS_PATH, http_app
@@ -109,7 +110,12 @@ def slack_bot_factory(
     started: list[tuple[Bot, Any, threading.Thread]] = []
 
     def serve(
-        config: Config, *, ports: Ports | None = None, store: Store, database_url: str = "sqlite://"
+        config: Config,
+        *,
+        ports: Ports | None = None,
+        store: Store,
+        database_url: str = "sqlite://",
+        scheduler: Scheduler | None = None,
     ) -> SlackBot:
         settings = Settings(
             slack_bot_token=SecretStr(slack_api.token),
@@ -117,7 +123,9 @@ def slack_bot_factory(
             slack_api_url=slack_api.url,
             database_url=database_url,
         )
-        bot = build_slack_bot(settings, config, ports=ports, store=store, progress_interval=0.2)
+        bot = build_slack_bot(
+            settings, config, ports=ports, store=store, scheduler=scheduler, progress_interval=0.2
+        )
         server = waitress.create_server(http_app(bot), host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -52,7 +52,7 @@ def test_check_names_file_line_and_fix(tmp_path):
 def test_check_validates_the_config(myst_deployment: Deployment):
     done = bot("check", config=myst_deployment.config_file)
     assert done.returncode == 0, done.stderr
-    assert "1 instance(s), 1 runbook(s): valid." in done.stdout
+    assert "1 instance(s), 2 runbook(s): valid." in done.stdout
 
 
 @pytest.mark.services
@@ -100,6 +100,6 @@ def test_plan_refuses_a_malformed_version_in_one_sentence(myst_deployment: Deplo
 def test_db_upgrade_creates_the_schema(fresh_url: str):
     done = bot("db", "upgrade", DATABASE_URL=fresh_url)
     assert done.returncode == 0, done.stderr
-    assert "The database is at revision 0003." in done.stdout
+    assert "The database is at revision 0004." in done.stdout
     again = bot("db", "upgrade", DATABASE_URL=fresh_url)
     assert again.returncode == 0

@@ -24,12 +24,13 @@ from bot.domain.approval import Decision, Vote
 from bot.domain.conversation import ChatThread
 from bot.domain.errors import StoreOutdated, StoreUnavailable
 from bot.domain.run import ACTIVE_STATES, RunState
-from tests.factories import AT, make_plan
+from tests.factories import AT, at, make_plan
 from tests.hostkit.services import free_port
 
 TABLES_0001 = {"alembic_version", "runs", "run_events", "step_results"}
 TABLES_0002 = {"votes", "processed_events", "env_locks", "chat_threads"}
-TABLES = TABLES_0001 | TABLES_0002
+TABLES_0004 = {"scheduler_jobs", "scheduler_lease"}
+TABLES = TABLES_0001 | TABLES_0002 | TABLES_0004
 
 
 @pytest.fixture
@@ -55,15 +56,15 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def test_head_is_0003_on_top_of_0002_and_0001() -> None:
+def test_head_is_0004_on_top_of_0003_0002_and_0001() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert head() == {"0003"}
-    assert [r.revision for r in script.walk_revisions()] == ["0003", "0002", "0001"]
+    assert head() == {"0004"}
+    assert [r.revision for r in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_reaches_head_and_is_idempotent(fresh_url: str, engine: Engine) -> None:
     assert current_revisions(engine) == set()
-    assert upgrade_schema(fresh_url) == "0003"
+    assert upgrade_schema(fresh_url) == "0004"
     assert current_revisions(engine) == head()
     assert set(inspect(engine).get_table_names()) == TABLES
 
@@ -152,10 +153,10 @@ def test_head_goes_down_to_0001_and_up_again_keeping_the_runs(
     downgrade(engine, "0001")
     assert current_revisions(engine) == {"0001"}
     assert set(inspect(engine).get_table_names()) == TABLES_0001
-    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0003"):
+    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0004"):
         SqlRunStore(engine)
 
-    assert upgrade_schema(fresh_url) == "0003"
+    assert upgrade_schema(fresh_url) == "0004"
     assert set(inspect(engine).get_table_names()) == TABLES
     store = SqlRunStore(engine)
     assert store.get(run.id) == run  # 0001's tables were left alone
@@ -199,11 +200,35 @@ def test_0003_goes_down_to_0002_and_up_again_keeping_one_vote_per_user_and_decis
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(again)  # one vote per (run, user, decision) again
 
-    assert upgrade_schema(fresh_url) == "0003"
+    assert upgrade_schema(fresh_url) == "0004"
     store = SqlRunStore(engine)
     assert store.votes(run.id) == kept  # 0002's votes come through 0003 as they were
     assert store.add_vote(cast(run.id, "@cy", gate, 4)) is True
     assert store.add_vote(cast(run.id, "@cy", gate, 5)) is False
+    assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
+
+
+def test_0004_goes_down_to_0003_and_up_again_keeping_the_runs_without_start_times(
+    fresh_url: str, engine: Engine
+) -> None:
+    upgrade_schema(fresh_url)
+    store = SqlRunStore(engine)
+    now = store.create(make_plan(), requested_by="@ana", at=AT)
+    later = store.create(
+        make_plan(instance="studio-2"), requested_by="@ana", at=AT, starts_at=at(600)
+    )
+    assert store.get(later.id).starts_at == at(600)
+
+    downgrade(engine, "0003")
+    assert current_revisions(engine) == {"0003"}
+    assert set(inspect(engine).get_table_names()) == TABLES - TABLES_0004
+    assert "starts_at" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
+
+    assert upgrade_schema(fresh_url) == "0004"
+    store = SqlRunStore(engine)
+    assert store.get(now.id) == now
+    assert store.get(later.id).starts_at is None  # 0003 kept no start time to bring back
     assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
 
 

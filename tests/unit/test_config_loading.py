@@ -106,3 +106,93 @@ def test_ambiguous_environment_asks_which(config_file):
     with pytest.raises(UnknownInstance) as caught:
         config.inventory.find("myst-studio", None, None)
     assert "env=<name>" in str(caught.value)
+
+
+SCHEDULING = """
+  sunday:
+    policy:
+      approvers: [U0123ABCD]
+      windows:
+        - {name: sunday-night, days: [sun], start: "01:00", end: "05:00", tz: Europe/Berlin}
+        - {name: weeknights, days: weekdays, start: "22:00", end: "02:00"}
+      freezes:
+        - {name: year-end, start: 2026-12-20T00:00+01:00, end: 2027-01-04T00:00+01:00,
+           reason: trading peak}
+    instances: []
+"""
+
+
+def _with(config_file, environment=SCHEDULING, **replaced):
+    """The example with the `sunday` environment added and some text replaced."""
+    text = config_file.read_text() + environment
+    for old, new in replaced.values():
+        assert old in text
+        text = text.replace(old, new)
+    config_file.write_text(text)
+    return config_file
+
+
+def test_windows_freezes_and_the_schedule_load(config_file):
+    config = load_config(_with(config_file), environ=ENV)
+    calendar = config.inventory.environment("sunday").policy.calendar
+    sunday, weeknights = calendar.windows
+    assert (sunday.days, str(sunday.start), str(sunday.end), sunday.tz) == (
+        frozenset({6}),
+        "01:00:00",
+        "05:00:00",
+        "Europe/Berlin",
+    )
+    assert weeknights.days == frozenset(range(5))
+    assert weeknights.tz == "UTC"
+    [freeze] = calendar.freezes
+    assert freeze.reason == "trading peak"
+    assert freeze.starts.isoformat() == "2026-12-20T00:00:00+01:00"
+    schedule = config.schedule
+    assert [r.total_seconds() for r in schedule.reminders] == [86400, 3600, 600]
+    assert schedule.missed_start.value == "run"
+    assert schedule.missed_grace.total_seconds() == 1800
+    assert schedule.lease.total_seconds() == 30
+    assert (schedule.digest_channel, schedule.digest_every.total_seconds()) == ("C0123WXYZ", 86400)
+    assert [w.name for w in config.inventory.environment("prod").policy.calendar.windows] == [
+        "sunday-night"
+    ]
+    assert config.inventory.environment("nonprod").policy.calendar.windows == ()
+
+
+WEEKNIGHTS = '- {name: weeknights, days: weekdays, start: "22:00", end: "02:00"}'
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ('{name: w, days: [sun], start: 1:00, end: "05:00"}', "write the time in quotes"),
+        ('{name: w, days: [sun], start: "1:00", end: "05:00"}', "is not a time of day"),
+        ('{name: w, days: [someday], start: "01:00", end: "05:00"}', "`someday` is not a day"),
+        ('{name: w, start: "01:00", end: "05:00", tz: Europe/Berln}', "is not a time zone"),
+    ],
+)
+def test_window_mistakes_are_named_with_the_fix(config_file, entry, problem):
+    found = _problems(_with(config_file, window=(WEEKNIGHTS, f"- {entry}")), ENV)
+    assert "environments.sunday.policy.windows[1]" in found
+    assert problem in found
+
+
+def test_freeze_schedule_and_digest_mistakes_are_named(config_file):
+    _with(
+        config_file,
+        freeze=(
+            "end: 2027-01-04T00:00+01:00,\n           reason: trading",
+            "end: 2026-12-01T00:00+01:00,\n           reason: trading",
+        ),
+        missed=("missed_start: run", "missed_start: later"),
+        channel=("channel: C0123WXYZ", "channel: upgrades"),
+    )
+    found = _problems(config_file, ENV)
+    assert "freezes[0]: a freeze must end after it starts" in found
+    assert "schedule.missed_start" in found
+    assert "`upgrades` is not a channel id" in found
+
+
+def test_two_windows_of_one_name_are_refused(config_file):
+    _with(config_file, name=("name: weeknights", "name: sunday-night"))
+    assert "has two entries named `sunday-night`" in _problems(config_file, ENV)

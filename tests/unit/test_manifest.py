@@ -41,6 +41,8 @@ def test_scopes_are_those_the_web_api_calls_need():
         needed.add("files:write")
     if "usergroups_users_list" in chat_source:
         needed.add("usergroups:read")
+    if "users_info" in chat_source:
+        needed.add("users:read")
     if APPROVE_REACTIONS or REJECT_REACTIONS:
         needed.add("reactions:read")
     assert scopes == needed

@@ -25,15 +25,24 @@ def _runbook():  # type: ignore[no-untyped-def]
     return replace(load_runbook(BUNDLED / "myst-studio.yaml"), migrations=MIGRATIONS)
 
 
-STEP = Step(id="migrate", title="Run the migration of", timeout=60,
-            action=ShellAction(command="{sudo} {migration}"), for_each_migration=True,
-            irreversible=True)
+STEP = Step(
+    id="migrate",
+    title="Run the migration of",
+    timeout=60,
+    action=ShellAction(command="{sudo} {migration}"),
+    for_each_migration=True,
+    irreversible=True,
+)
 
 
 def test_every_version_passed_in_version_order_skipped_ones_included():
     steps = expand_migrations(STEP, _runbook(), parse_version("2.0"), parse_version("3.10"))
-    assert [s.id for s in steps] == ["migrate-2.1-1", "migrate-2.1-2", "migrate-3.9-1",
-                                     "migrate-3.10-1"]
+    assert [s.id for s in steps] == [
+        "migrate-2.1-1",
+        "migrate-2.1-2",
+        "migrate-3.9-1",
+        "migrate-3.10-1",
+    ]
     assert steps[2].title == "Run the migration of 3.9: st2-migrate-liveaction-executiondb"
     assert isinstance(steps[2].action, ShellAction)
     assert steps[2].action.command == "{sudo} {bin}/st2-migrate-liveaction-executiondb --yes"
@@ -51,14 +60,25 @@ def test_a_step_with_secret_output_keeps_none_of_it():
     shells = MemoryShellConnector()
     shell: MemoryShell = shells.shell("myst-prod")
     shell.on("st2 key load", stdout="| api_token | s3cr3t-value-123 | True |\nLoaded 2 keys\n")
-    ports = Ports(ssh=shells, docker=MemoryDockerConnector(), registry=MemoryRegistry(),
-                  http=MemoryHttpCheck(), clock=FakeClock())
-    step = Step(id="load", title="Load the datastore", timeout=60, hide_output=True,
-                action=ShellAction(command="st2 key load /tmp/kv.json"))
+    ports = Ports(
+        ssh=shells,
+        docker=MemoryDockerConnector(),
+        registry=MemoryRegistry(),
+        http=MemoryHttpCheck(),
+        clock=FakeClock(),
+    )
+    step = Step(
+        id="load",
+        title="Load the datastore",
+        timeout=60,
+        hide_output=True,
+        action=ShellAction(command="st2 key load /tmp/kv.json"),
+    )
     lines: list[str] = []
     with InstanceSession(world.instance, ports) as session:
-        outcome = StepExecutor(ports).run(step, {}, Sessions.of(session),
-                                          on_line=lambda _s, line: lines.append(line))
+        outcome = StepExecutor(ports).run(
+            step, {}, Sessions.of(session), on_line=lambda _s, line: lines.append(line)
+        )
     assert outcome.ok
     assert outcome.result is not None
     assert "s3cr3t" not in outcome.result.stdout.text + outcome.result.stderr.text

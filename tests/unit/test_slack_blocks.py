@@ -673,9 +673,15 @@ def test_help_shows_the_grammar_products_and_environments() -> None:
     shown = texts(render(view).blocks)
     assert (
         "/upgrade &lt;product&gt; &lt;version&gt; [env=E] [strategy=S] [instance=I] "
-        "[--dry-run] [--allow-downgrade]"
+        "[at=TIME] [window=W] [--dry-run] [--allow-downgrade]"
     ) in shown
-    for form in ("help", "status [run]", "history [product] [env]", "cancel &lt;run&gt;"):
+    for form in (
+        "help",
+        "status [run]",
+        "history [product] [env]",
+        "cancel &lt;run&gt;",
+        "schedule list | schedule cancel &lt;run&gt;",
+    ):
         assert f"/upgrade {form}" in shown
     assert "lock &lt;env&gt; &lt;reason&gt;" in shown
     assert "unlock &lt;env&gt;" in shown
@@ -720,7 +726,7 @@ def test_home_tab_lists_active_awaiting_and_recent_runs() -> None:
     assert "*your vote is needed*" in shown
     assert "*Recent runs*\n:white_check_mark: *#11*" in shown
     empty = texts(render_home(HomeView(user="U1", active=(), awaiting=(), recent=()))["blocks"])
-    assert empty.count("_None._") == 3
+    assert empty.count("_None._") == 4  # active, awaiting, scheduled, recent
 
 
 def test_times_come_from_the_records_not_a_clock() -> None:

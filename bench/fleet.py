@@ -1,0 +1,294 @@
+"""The ten-step plan on 20 instances: the bot's fleet runner against raw paramiko in 20 threads.
+
+Each instance is an sshd of its own (one `SshServer` each, run as root) on loopback. The bot runs
+one fleet run (`FleetRunner`: the canary alone, then batches of 1, 5 or 20) with the real
+`ParamikoConnector` and a real `SqlRunStore` on a SQLite file (WAL, synchronous=FULL); creating
+and approving the fleet run happen before the clock starts, and each member's run is created,
+approved and executed inside it, as in production. Raw paramiko runs the same commands in 20
+threads at once, one connection each with TCP_NODELAY, connected before timing (and, to show
+what connecting costs at this concurrency, once more with the connection inside the clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, closing, nullcontext
+from dataclasses import replace
+from typing import Any
+
+import paramiko  # noqa: TID251 (raw paramiko is the baseline the bot is measured against)
+
+from adapters.clock import SystemClock
+from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
+from adapters.memory.http import MemoryHttpCheck
+from adapters.sql_store import SqlRunStore, upgrade_schema
+from bench.conditions import print_conditions
+from bench.step_overhead import (
+    COMMANDS,
+    STEPS,
+    TARGET_RATIO,
+    Ready,
+    Tally,
+    TallyingConnector,
+    TallyingStore,
+    Work,
+    measure,
+    raw_paramiko,
+)
+from bot.domain.inventory import Environment, Instance, Inventory, SshTarget
+from bot.domain.plan import Plan, PlannedStep
+from bot.domain.run import Run, RunState, StepResult
+from bot.domain.runbook import MemberAction, ShellAction, Step
+from bot.engine.fleet import FleetRunner
+from bot.engine.runner import SilentObserver
+from bot.engine.session import Ports
+from tests.factories import make_plan, make_step
+from tests.hostkit.services import ensure_host_user
+from tests.hostkit.sshd import SshServer
+
+INSTANCES = 20
+BATCHES = (1, 5, 20)
+HEADLINE = f"bot, FleetRunner, batch {INSTANCES}"
+BASELINE = f"raw paramiko, {INSTANCES} threads"
+
+
+class FleetStore(TallyingStore):
+    """The real store, its calls on the tally. With `one_writer` (a diagnosis), its writes also
+    queue on one lock in this process, so that SQLite's busy handler never has to sleep."""
+
+    def __init__(self, url: str, tally: Tally, *, one_writer: bool = False) -> None:
+        super().__init__(url, tally)
+        self._writer: AbstractContextManager[object] = (
+            threading.Lock() if one_writer else nullcontext()
+        )
+
+    def create(self, *args: Any, **kwargs: Any) -> Run:
+        with self.tally.part("store: create member runs"), self._writer:
+            return SqlRunStore.create(self, *args, **kwargs)
+
+    def transition(self, *args: Any, **kwargs: Any) -> Run:
+        with self.tally.part("store: state changes"), self._writer:
+            return SqlRunStore.transition(self, *args, **kwargs)
+
+    def record_step(self, result: StepResult) -> None:
+        with self.tally.part("store: step records"), self._writer:
+            SqlRunStore.record_step(self, result)
+
+
+class Milestones(SilentObserver):
+    """When each member of the fleet finished, seen by the fleet's observer."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.done: dict[int, float] = {}  # member number -> perf_counter
+        self.runs: list[dict[int, float]] = []
+
+    def step_finished(self, run: Run, result: StepResult) -> None:
+        self.done[result.number] = time.perf_counter()
+
+
+def fleet_plan(targets: list[SshTarget], batch_size: int) -> tuple[Plan, Inventory]:
+    """The fleet plan the planner would make for 20 instances: one member plan each."""
+    steps = tuple(
+        PlannedStep(number=n, step=make_step(f"echo-{n}", action=ShellAction(command=c)), preview=c)
+        for n, c in enumerate(COMMANDS, 1)
+    )
+    names = [f"host-{n}" for n in range(1, len(targets) + 1)]
+    members = tuple(
+        make_plan(steps=steps, rollback=(), environment="bench", instance=name) for name in names
+    )
+    fleet_steps = tuple(
+        PlannedStep(
+            number=n,
+            step=Step(
+                id=name, title=f"Upgrade {name}", action=MemberAction(index=n - 1), timeout=0.0
+            ),
+            preview=f"in-place on {name}",
+            target=f"bench/{name}",
+        )
+        for n, name in enumerate(names, 1)
+    )
+    plan = replace(
+        members[0],
+        instance="*",
+        steps=fleet_steps,
+        members=members,
+        batch_size=batch_size,
+        variables={},
+        digest="",
+    )
+    product = plan.product
+    instances = tuple(
+        Instance(name=name, environment="bench", product=product, ssh=target)
+        for name, target in zip(names, targets, strict=True)
+    )
+    return plan, Inventory(environments={"bench": Environment(name="bench", instances=instances)})
+
+
+def through_the_fleet_runner(
+    targets: list[SshTarget], store: FleetStore, tally: Tally, batch_size: int, marks: Milestones
+) -> Ready:
+    plan, inventory = fleet_plan(targets, batch_size)
+    ports = Ports(
+        ssh=TallyingConnector(tally),
+        docker=MemoryDockerConnector(),
+        registry=MemoryRegistry(),
+        http=MemoryHttpCheck(),
+        clock=SystemClock(),
+    )
+    fleet = FleetRunner(store, inventory, ports, observer=marks)
+
+    def ready() -> Work:
+        tally.recording = False
+        at = ports.clock.now()
+        run_id = store.create(plan, requested_by="U-asker", at=at).id
+        store.transition(run_id, RunState.PLANNED, RunState.AWAITING_APPROVAL, at=at, actor="bot")
+        store.transition(run_id, RunState.AWAITING_APPROVAL, RunState.APPROVED, at=at, actor="U-ok")
+        tally.runs.append({})
+        tally.recording = True
+        marks.done = {}
+        marks.runs.append(marks.done)
+
+        def work() -> None:
+            marks.start = time.perf_counter()
+            marks.done[0] = marks.start
+            if fleet.execute(run_id, actor="U-ok").state is not RunState.SUCCEEDED:
+                raise RuntimeError(f"fleet run #{run_id} did not succeed")
+
+        return work
+
+    return ready
+
+
+def in_threads(works: list[Work]) -> Work:
+    """Run the works at once, one thread each; return when all have finished."""
+
+    def work() -> None:
+        gate = threading.Barrier(len(works))
+        errors: list[BaseException] = []
+
+        def each(one: Work) -> None:
+            gate.wait()
+            try:
+                one()
+            except BaseException as exc:  # surfaces below, in the timing thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=each, args=(one,)) for one in works]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    return work
+
+
+def connect_and_run(target: SshTarget) -> Work:
+    """Raw paramiko with the connection inside the clock: connect, ten commands, close."""
+
+    def work() -> None:
+        sock = socket.create_connection((target.host, target.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(target.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        with closing(client):
+            client.connect(
+                target.host, port=target.port, username=target.user, sock=sock, allow_agent=False,
+                look_for_keys=False, pkey=paramiko.PKey.from_path(target.key_file),
+            )  # fmt: skip
+            for command in COMMANDS:
+                _stdin, stdout, stderr = client.exec_command(command)
+                stdout.read()
+                stderr.read()
+                if stdout.channel.recv_exit_status() != 0:
+                    raise RuntimeError(f"`{command}` failed over paramiko")
+
+    return work
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant (>= 2)")
+    parser.add_argument(
+        "--diagnose", action="store_true", help="also: batch 20 with the store's writes queued"
+    )
+    args = parser.parse_args()
+    repeat = max(2, args.repeat)
+    print_conditions()
+    ensure_host_user()
+    results: dict[str, list[float]] = {}
+    tallies: dict[str, tuple[Tally, Milestones]] = {}
+    with ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-"))
+        servers = [stack.enter_context(SshServer()) for _ in range(INSTANCES)]
+        targets = [server.target() for server in servers]
+        url = f"sqlite:///{workdir}/bot.db"
+        upgrade_schema(url)
+        variants = [(f"bot, FleetRunner, batch {batch}", batch, False) for batch in BATCHES]
+        if args.diagnose:
+            variants.append((f"bot, batch {INSTANCES}, writes queued in-process", INSTANCES, True))
+        for name, batch, one_writer in variants:
+            tally, marks = Tally(), Milestones()
+            store = stack.enter_context(closing(FleetStore(url, tally, one_writer=one_writer)))
+            ready = through_the_fleet_runner(targets, store, tally, batch, marks)
+            results[name] = measure(ready, repeat)
+            tallies[name] = (tally, marks)
+        fast = in_threads([raw_paramiko(target, stack, nodelay=True) for target in targets])
+        results[BASELINE] = measure(lambda: fast, repeat)
+        connecting = in_threads([connect_and_run(target) for target in targets])
+        results[f"{BASELINE}, connecting"] = measure(lambda: connecting, repeat)
+        one: Callable[[], object] = in_threads([raw_paramiko(targets[0], stack, nodelay=True)])
+        results["raw paramiko, 1 instance"] = measure(lambda: one, repeat)
+    report(results, tallies)
+
+
+def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Milestones]]) -> None:
+    print(f"{STEPS} steps of `echo step N` on each of {INSTANCES} instances (one sshd each)")
+    print("bot: FleetRunner (the canary alone, then batches), a Runner per member,")
+    print("     ParamikoConnector, SqlRunStore on a SQLite file (WAL, synchronous=FULL)\n")
+    print(f"{'variant (ms for the whole fleet)':<40}{'min':>8}{'median':>8}{'p90':>8}")
+    medians = {name: statistics.median(seconds) * 1000 for name, seconds in results.items()}
+    for name, seconds in results.items():
+        p90 = statistics.quantiles(seconds, n=10, method="inclusive")[-1]
+        print(f"{name:<40}{min(seconds) * 1000:>8.1f}{medians[name]:>8.1f}{p90 * 1000:>8.1f}")
+    bot, raw = medians[HEADLINE], medians[BASELINE]
+    met = "met" if bot / raw <= TARGET_RATIO else "NOT met"
+    print(f"\n{HEADLINE} / {BASELINE} (medians): {bot / raw:.2f}x (target {TARGET_RATIO}x: {met})")
+    print("\nwhere the fleet's time goes (means of the timed runs; member-ms add up over threads):")
+    head = f"  {'batch':<7}{'canary':>8}{'after it':>10}{'connect':>9}{'commands':>10}"
+    print(head + f"{'store writes':>14}")
+    for name, (tally, marks) in tallies.items():
+        runs, mark_runs = tally.runs[1:], marks.runs[1:]
+        canary = statistics.fmean(m[1] - m[0] for m in mark_runs) * 1000
+        after = statistics.fmean(max(m.values()) - m[1] for m in mark_runs) * 1000
+
+        def per_member(*parts: str, runs: list[dict[str, list[float]]] = runs) -> float:
+            total = statistics.fmean(sum(sum(run.get(p, [])) for p in parts) for run in runs)
+            return total * 1000 / INSTANCES
+
+        connect = per_member("ssh: connect (TCP, key exchange, auth)")
+        commands = per_member("ssh: commands")
+        writes = per_member(
+            "store: step records", "store: state changes", "store: create member runs"
+        )
+        batch = name.split("batch ")[1].split(",")[0] + ("*" if "queued" in name else "")
+        print(
+            f"  {batch:<7}{canary:>8.1f}{after:>10.1f}{connect:>9.1f}{commands:>10.1f}"
+            f"{writes:>14.1f}"
+        )
+    print("  (canary and after it: ms of wall time; connect, commands, store: ms per member)")
+    if any("queued" in name for name in tallies):
+        print("  *: the store's writes queued on one lock in this process (a diagnosis)")
+
+
+if __name__ == "__main__":
+    main()

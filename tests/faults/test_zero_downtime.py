@@ -1,0 +1,19 @@
+"""The fault matrix of the zero-downtime strategy, on real sshd, dockerd, registry and nginx."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.drive import explain, run_case
+from tests.faults.matrix import SCENARIOS, Case, applicable
+from tests.faults.rig import Rig
+
+pytestmark = [pytest.mark.services, pytest.mark.fault_matrix]
+
+SCENARIO = SCENARIOS["zero-downtime"]
+
+
+@pytest.mark.parametrize("case", applicable(SCENARIO), ids=lambda case: case.id)
+def test_zero_downtime(rig: Rig, case: Case) -> None:
+    record = run_case(rig, case)
+    assert record.passed, explain(record)
