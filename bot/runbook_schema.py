@@ -87,6 +87,7 @@ class StepSpec(_Model):
     irreversible: bool = False
     for_each: Literal["migration"] | None = None
     role: Literal["startup_log"] | None = None
+    undoes: list[str] = []
 
     @field_validator("docker")
     @classmethod
@@ -120,7 +121,7 @@ class StrategySpec(_Model):
     expected_outage: str = "unknown"
     auto_rollback: bool = False
     roles: dict[Annotated[str, Field(pattern=_ROLE)], str] = {}
-    rollback_scope: Literal["all", "failed_role"] = "all"
+    rollback_scope: Literal["all", "since_gate"] = "all"
     options: dict[Annotated[str, Field(pattern=_ROLE)], OptionSpec] = {}
     versions: VersionsSpec | None = None
     steps: Annotated[list[StepSpec], Field(min_length=1)]

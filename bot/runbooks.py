@@ -141,6 +141,7 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
         _StepChecker(doc, problems, strategy, None).check(
             strategy.rollback, [*where, "rollback"], captured
         )
+        problems += _check_undoes(doc, strategy, where)
         ids = [s.id for s in (*strategy.steps, *strategy.rollback)]
         for index, step_id in enumerate(ids):
             if step_id in ids[:index]:
@@ -160,6 +161,34 @@ def _check(spec: RunbookSpec, doc: YamlDocument) -> list[ConfigProblem]:
                     "Name each version's archive, e.g. {archive_dir}/myst-studio-{version}.tar.",
                 )
             )
+    return problems
+
+
+def _check_undoes(
+    doc: YamlDocument, strategy: StrategySpec, where: list[str | int]
+) -> list[ConfigProblem]:
+    """`undoes` belongs to rollback steps and names upgrade steps that change their host."""
+    problems = [
+        doc.problem(
+            [*where, "steps", index, "undoes"],
+            "only applies to rollback steps.",
+            "Move the step under `rollback:`, or remove `undoes`.",
+        )
+        for index, step in enumerate(strategy.steps)
+        if step.undoes
+    ]
+    changing = {s.id for s in strategy.steps if s.destructive or s.rollback_needed}
+    for index, step in enumerate(strategy.rollback):
+        for name in step.undoes:
+            if name not in changing:
+                problems.append(
+                    doc.problem(
+                        [*where, "rollback", index, "undoes"],
+                        f"names `{name}`, which is not a step of this strategy marked "
+                        "`destructive` or `rollback_needed`.",
+                        "Name the upgrade steps whose change this step undoes.",
+                    )
+                )
     return problems
 
 
@@ -394,6 +423,7 @@ def _step(spec: StepSpec) -> rb.Step:
         role=rb.StepRole(spec.role) if spec.role else None,
         runs_on="" if spec.runs_on == SELF else spec.runs_on,
         when=rb.Condition(**spec.when.model_dump()) if spec.when else None,
+        undoes=tuple(spec.undoes),
     )
 
 

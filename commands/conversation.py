@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -81,6 +82,9 @@ class Conversation(TimekeepingMixin):
         self._runs = runs
         self._monotonic = monotonic
         self._interval = progress_interval
+        # Votes of one run are handled on several workers: each refresh of its approval message
+        # reads and posts under this lock, so the message never ends on an older tally.
+        self._approval_lock = threading.Lock()
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -403,8 +407,10 @@ class Conversation(TimekeepingMixin):
     def _refresh_approval(self, run_id: int) -> None:
         thread = self.service.store.thread(run_id)
         if thread is not None and thread.approval_ts:
-            approval = self.service.approval(self.service.run(run_id))
-            self._chat.update(thread.channel, thread.approval_ts, ApprovalView(approval=approval))
+            with self._approval_lock:
+                approval = self.service.approval(self.service.run(run_id))
+                view = ApprovalView(approval=approval)
+                self._chat.update(thread.channel, thread.approval_ts, view)
 
     def _tell_thread(self, run_id: int, notice: Notice, *, broadcast: bool = False) -> None:
         thread = self.service.store.thread(run_id)

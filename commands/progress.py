@@ -15,7 +15,7 @@ from dataclasses import replace
 from bot.domain.conversation import ChatThread
 from bot.domain.plan import PlannedStep
 from bot.domain.ports import Clock, RunStore
-from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus
+from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus, needed_rollback
 from bot.engine.report import build_report
 from bot.engine.runner import SilentObserver
 from commands.chat import Chat
@@ -127,7 +127,7 @@ class ThreadNotifier:
 
     def state_changed(self, run: Run, reason: str) -> None:
         if run.state is RunState.ROLLING_BACK:
-            for planned in run.plan.rollback:
+            for planned in needed_rollback(run.plan, self._store.steps(run.id), automatic=True):
                 self._set(Phase.ROLLBACK, planned, StepState.PENDING)
         self._throttle.offer(self._view(run))
 

@@ -47,7 +47,7 @@ class Plan:
     runbook_digest: str
     created_at: datetime
     downgrade: bool = False
-    rollback_scope: str = "all"  # undo "all" changed hosts, or only the "failed_role"
+    rollback_scope: str = "all"  # undo "all" that changed, or only what changed "since_gate"
     roles: Mapping[str, str] = field(default_factory=dict)  # role -> instance key, e.g. green
     role_variables: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     options: Mapping[str, bool] = field(default_factory=dict)

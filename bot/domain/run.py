@@ -9,7 +9,8 @@ from enum import StrEnum
 
 from bot.domain.errors import InvalidTransition
 from bot.domain.output import CommandResult
-from bot.domain.plan import Plan
+from bot.domain.plan import Plan, PlannedStep
+from bot.domain.runbook import GateAction
 
 
 class RunState(StrEnum):
@@ -144,10 +145,45 @@ class StepResult:
 REFUSED = "Refused to run"  # the start of the error of a step refused before it ran
 
 
-def changed_roles(plan: Plan, results: Sequence[StepResult]) -> set[str]:
-    """The roles ("" is the instance itself) whose host a started step has changed: they need
-    their rollback steps if the run is undone. A step refused before it ran changed nothing."""
-    started = {
+def _started(results: Sequence[StepResult]) -> set[str]:
+    """The upgrade steps that started. A step refused before it ran changed nothing."""
+    return {
         r.step_id for r in results if r.phase is Phase.UPGRADE and not r.error.startswith(REFUSED)
     }
+
+
+def changed_roles(plan: Plan, results: Sequence[StepResult]) -> set[str]:
+    """The roles ("" is the instance itself) whose host a started step has changed: they need
+    their rollback steps if the run is undone."""
+    started = _started(results)
     return {p.step.runs_on for p in plan.steps if p.step.changes_host and p.step.id in started}
+
+
+def needed_rollback(
+    plan: Plan, results: Sequence[StepResult], *, automatic: bool = False
+) -> tuple[PlannedStep, ...]:
+    """The rollback steps that undo what the run did: those of the hosts it changed, less the
+    steps that undo only steps which never started (no database to restore when the instance was
+    never stopped). `automatic`: the rollback after a failure, which the strategy may keep to what
+    changed since the last gate passed (in a phased upgrade, non-production stays upgraded once
+    an approver has accepted its evidence at the gate)."""
+    started = _started(results)
+    steps = plan.steps
+    if automatic and plan.rollback_scope == "since_gate":
+        passed = {
+            r.step_id
+            for r in results
+            if r.phase is Phase.UPGRADE and r.status is StepStatus.SUCCEEDED
+        }
+        gates = [
+            i
+            for i, p in enumerate(steps)
+            if isinstance(p.step.action, GateAction) and p.step.id in passed
+        ]
+        steps = steps[gates[-1] + 1 :] if gates else steps
+    changed = {p.step.runs_on for p in steps if p.step.changes_host and p.step.id in started}
+    return tuple(
+        p
+        for p in plan.rollback
+        if p.step.runs_on in changed and (not p.step.undoes or started.intersection(p.step.undoes))
+    )

@@ -170,6 +170,9 @@ class Step:
     hide_output: bool = False  # the output may hold secrets: keep none of it, show none of it
     irreversible: bool = False  # a rollback cannot undo it (a database migration, say)
     for_each_migration: bool = False  # one step per migration of every version passed
+    # A rollback step that undoes these steps only: it runs if one of them started. Without it,
+    # the step runs whenever its host rolls back.
+    undoes: tuple[str, ...] = ()
 
     @property
     def changes_host(self) -> bool:
@@ -197,8 +200,9 @@ class Strategy:
     auto_rollback: bool = False
     roles: Mapping[str, str] = field(default_factory=dict)  # role -> what it is, e.g. green
     # On failure, undo every host that changed ("all"), or only the failed step's host
-    # ("failed_role": in a phased upgrade, verified non-production stays upgraded).
-    rollback_scope: Literal["all", "failed_role"] = "all"
+    # ("since_gate": only what changed after the last gate passed; in a phased upgrade,
+    # non-production, approved at the gate, stays upgraded when production fails).
+    rollback_scope: Literal["all", "since_gate"] = "all"
     options: Mapping[str, StrategyOption] = field(default_factory=dict)
     versions: VersionSource | None = None  # where versions come from, if not the runbook's
 

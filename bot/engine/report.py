@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.domain.output import Output
+from bot.domain.plan import PlannedStep
 from bot.domain.run import (
     Phase,
     Run,
@@ -13,7 +14,7 @@ from bot.domain.run import (
     StepResult,
     StepStatus,
     VerificationResult,
-    changed_roles,
+    needed_rollback,
 )
 from bot.domain.runbook import NoLinesMatching, StepRole
 from bot.engine.preview import preview
@@ -83,11 +84,11 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         if roles.get(s.step_id) is StepRole.STARTUP_LOG and s.result is not None
     ]
     failed = [s for s in steps if s.status is StepStatus.FAILED]
-    changed = changed_roles(run.plan, steps)
+    undo = needed_rollback(run.plan, steps)
     offered = (
         run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.ROLLBACK_FAILED)
         and run.plan.rollback_of is None
-        and any(p.step.runs_on in changed for p in run.plan.rollback)
+        and bool(undo)
     )
     return RunReport(
         run=run,
@@ -108,13 +109,13 @@ def build_report(run: Run, steps: Sequence[StepResult]) -> RunReport:
         cannot_undo=_not_undone(run, steps)
         if run.state in (RunState.ROLLED_BACK, RunState.ROLLBACK_FAILED)
         else (),
-        manual_steps=_left_to_do(run, steps, changed)
-        if run.state is RunState.ROLLBACK_FAILED
-        else (),
+        manual_steps=_left_to_do(run, steps, undo) if run.state is RunState.ROLLBACK_FAILED else (),
     )
 
 
-def _left_to_do(run: Run, steps: Sequence[StepResult], changed: set[str]) -> tuple[str, ...]:
+def _left_to_do(
+    run: Run, steps: Sequence[StepResult], undo: Sequence[PlannedStep]
+) -> tuple[str, ...]:
     """The rollback steps that did not succeed, with this run's values filled in, in order."""
     done = {
         s.step_id for s in steps if s.phase is Phase.ROLLBACK and s.status is StepStatus.SUCCEEDED
@@ -124,8 +125,8 @@ def _left_to_do(run: Run, steps: Sequence[StepResult], changed: set[str]) -> tup
     return tuple(
         f"{p.step.title} (on {p.target or plan.instance_key}): "
         + preview(p.step, {**plan.values_for(p.step.runs_on), **captures})
-        for p in plan.rollback
-        if p.step.runs_on in changed and p.step.id not in done
+        for p in undo
+        if p.step.id not in done
     )
 
 

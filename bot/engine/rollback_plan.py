@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.domain.errors import UserError
 from bot.domain.plan import Plan, PlannedStep
-from bot.domain.run import Run, StepResult, StepStatus, changed_roles
+from bot.domain.run import Run, StepResult, StepStatus, changed_roles, needed_rollback
 from bot.domain.runbook import step_templates
 from bot.domain.templates import placeholders
 from bot.engine.preview import preview
@@ -18,13 +18,12 @@ def rollback_plan(run: Run, results: Sequence[StepResult], now: datetime) -> Pla
     """A plan that undoes `run` on request: its rollback steps for the hosts it changed, with the
     values it captured (the backup path, say) filled in. Approved like any plan."""
     plan = run.plan
-    changed = changed_roles(plan, results)
-    if not changed:
+    if not changed_roles(plan, results):
         raise UserError(
             f"Run #{run.id} changed nothing on its hosts, so there is nothing to roll back.",
             f"See `/upgrade status {run.id}`.",
         )
-    chosen = [p.step for p in plan.rollback if p.step.runs_on in changed]
+    chosen = [p.step for p in needed_rollback(plan, results)]
     if not chosen:
         raise UserError(
             f"The {plan.strategy} strategy has no rollback steps.",

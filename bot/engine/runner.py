@@ -22,7 +22,15 @@ from bot.domain.inventory import Inventory
 from bot.domain.output import Stream
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import RunStore
-from bot.domain.run import REFUSED, Phase, Run, RunState, StepResult, StepStatus, changed_roles
+from bot.domain.run import (
+    REFUSED,
+    Phase,
+    Run,
+    RunState,
+    StepResult,
+    StepStatus,
+    needed_rollback,
+)
 from bot.domain.runbook import GateAction, backup_name
 from bot.engine.session import Ports, Sessions
 from bot.engine.steps import StepExecutor, StepOutcome
@@ -129,7 +137,7 @@ class Runner:
             if stop.gate:
                 return self._move(run, RunState.WAITING, actor, stop.reason)
             run = self._move(run, RunState.FAILED, actor, stop.reason)
-            return self._roll_back(run, actor, stop.step, captures, sessions)
+            return self._roll_back(run, actor, captures, sessions)
 
     def fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
         """A gate was rejected: the run fails there, and the hosts that changed roll back."""
@@ -141,11 +149,10 @@ class Runner:
                 gate, status=StepStatus.FAILED, error=reason, finished_at=self._ports.clock.now()
             )
         )
-        planned = next(p for p in run.plan.steps if p.step.id == gate.step_id)
         captures = {k: v for r in results for k, v in r.captures.items()}
         run = self._move(run, RunState.FAILED, actor, reason)
         with self._sessions(run.plan) as sessions:
-            run = self._roll_back(run, actor, planned, captures, sessions)
+            run = self._roll_back(run, actor, captures, sessions)
         self._observer.finished(run)
         return run
 
@@ -153,17 +160,13 @@ class Runner:
         self,
         run: Run,
         actor: str,
-        failed: PlannedStep,
         captures: dict[str, str],
         sessions: Sessions,
     ) -> Run:
-        """Undo the hosts that changed (all of them, or only the failed step's host, as the
+        """Undo what the run changed (on every host, or only on the failed step's, as the
         strategy says), if the runbook rolls back automatically."""
         plan = run.plan
-        changed = changed_roles(plan, self._store.steps(run.id))
-        if plan.rollback_scope == "failed_role":
-            changed &= {failed.step.runs_on}
-        steps = tuple(p for p in plan.rollback if p.step.runs_on in changed)
+        steps = needed_rollback(plan, self._store.steps(run.id), automatic=True)
         if not (plan.auto_rollback and steps):
             return run
         run = self._move(run, RunState.ROLLING_BACK, actor, "rolling back automatically")

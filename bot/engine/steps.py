@@ -153,13 +153,16 @@ class StepExecutor:
     ) -> tuple[CommandResult, str]:
         command = render(action.command, values)
         follow = action.follow
+        # A followed log that reaches its own time limit has given its excerpt; the step's
+        # timeout, when it is the shorter, is a timeout like any other.
+        follow_limited = follow is not None and follow.max_seconds <= step.timeout
         timeout = min(step.timeout, follow.max_seconds) if follow else step.timeout
         try:
             result = session.shell().run(command, timeout=timeout, on_line=watch)
         except StepTimeout as exc:
-            if follow is None or exc.result is None:
+            if not follow_limited or exc.result is None:
                 raise
-            result = exc.result  # a followed log reached its time limit: that is its excerpt
+            result = replace(exc.result, stopped_early=True)
         except ConnectionLost:
             session.forget_shell()
             raise

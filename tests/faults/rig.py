@@ -181,13 +181,10 @@ class Rig:
                 raise ResetFailed(
                     f"{role or 'main'} is not back at the baseline: {self.state(role)}"
                 )
-        if self.proxy is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.proxy.home / "run" / "switch.lock").rmdir()  # left by a killed switch
-            if proxy_state(self.proxy).active != "blue":
-                done = self.proxy.switch("blue")
-                if done.returncode != 0:
-                    raise ResetFailed(f"proxy: switch.sh blue: {done.stdout}{done.stderr}")
+        if self.proxy is not None and proxy_state(self.proxy).active != "blue":
+            done = self.proxy.switch("blue")
+            if done.returncode != 0:
+                raise ResetFailed(f"proxy: switch.sh blue: {done.stdout}{done.stderr}")
 
     @property
     def uid(self) -> int:

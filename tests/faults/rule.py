@@ -2,10 +2,11 @@
 
 The step where the fault shows decides which hosts had been changed: those where a step that is
 `destructive` or `rollback_needed` had started. The strategy's `rollback_scope` says which of them
-roll back (`failed_role`: only the failed step's host; a verified non-production twin stays
-upgraded). Nothing to roll back: `failed`, the hosts untouched. Otherwise `rolled_back`, unless the
-fault lasts and a rollback step needs what it broke: `rollback_failed`. A fault no step needs
-(the registry, for an offline upgrade) changes nothing: `succeeded`.
+roll back (`since_gate`: only those changed after the last gate passed; the non-production twin
+approved at the gate stays upgraded). Nothing to roll back: `failed`, the hosts untouched.
+Otherwise `rolled_back`, unless the fault lasts and a rollback step needs what it broke:
+`rollback_failed`. A fault no step needs (the registry, for an offline upgrade) changes nothing:
+`succeeded`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.domain.runbook import DockerAction, Step, StepRole
+from bot.domain.runbook import DockerAction, GateAction, Step, StepRole
 from tests.faults.matrix import (
     DOCKER_SCRIPTS,
     START_SCRIPTS,
@@ -89,10 +90,17 @@ def expect(case: Case) -> Expectation:
         ends = {r: HostEnd.NEW if r in upgraded else HostEnd.UNTOUCHED for r in roles}
         return Expectation(state="succeeded", shows_at=None, hosts=ends)
     changed = {s.runs_on for s in steps[: at + 1] if s.changes_host}
-    scope = {steps[at].runs_on} if strategy.rollback_scope == "failed_role" else changed
+    gates = [i for i, s in enumerate(steps[:at]) if isinstance(s.action, GateAction)]
+    since = gates[-1] + 1 if gates and strategy.rollback_scope == "since_gate" else 0
+    scope = {s.runs_on for s in steps[since : at + 1] if s.changes_host}
     undo = changed & scope
     state = "rolled_back" if undo else "failed"
-    undo_steps = [s for s in strategy.rollback if s.runs_on in undo]
+    started = {s.id for s in steps[: at + 1]}
+    undo_steps = [
+        s
+        for s in strategy.rollback
+        if s.runs_on in undo and (not s.undoes or started.intersection(s.undoes))
+    ]
     if undo and case.lasting and any(needs(case.fault, s) for s in undo_steps):
         state = "rollback_failed"
     back = HostEnd.LEFT if state == "rollback_failed" else HostEnd.OLD

@@ -23,11 +23,13 @@ OUTCOME_WORDS = {
 def expected_reasons(case: Case) -> tuple[str, ...]:
     """What the failed step's error may say: a dropped link is `ConnectionLost` (or, cut while it
     was being made, `HostUnreachable`), a hang `StepTimeout`, a frozen console the HTTP check's
-    limit. Other faults show in the script's own message: anything goes."""
+    limit (or, for a followed log, its end mark not seen in time). Other faults show in the
+    script's own message: anything goes."""
     if case.fault is Fault.SSH_DROPS:
         return ("dropped while", "handshake failed") if case.how == "at-connect" else ("dropped",)
     if case.fault is Fault.TIMES_OUT:
-        return ("still so after",) if case.how == "pause" else ("ran past its",)
+        # a followed log whose limit is the step's timeout: its end mark did not come in time
+        return ("still so after",) if case.how == "pause" else ("ran past its", "no line matched")
     return ("",)
 
 

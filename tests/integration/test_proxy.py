@@ -6,7 +6,11 @@ side for about 100 ms, so the order of the answers inside that window is nginx's
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +63,8 @@ def _traffic_line(color: str, host: MystHost) -> str:
 
 
 def _leftovers(proxy: ProxyHost) -> list[str]:
-    """Files a switch must not leave behind: its temporary copies and its lock."""
-    names = ("conf/upstream.conf.new", "conf/upstream.conf.previous", "run/switch.lock")
+    """Files a switch must not leave behind: its temporary copies."""
+    names = ("conf/upstream.conf.new", "conf/upstream.conf.previous")
     return [name for name in names if (proxy.home / name).exists()]
 
 
@@ -232,3 +236,37 @@ def test_switch_usage(idle_proxy: ProxyHost, args: list[str], message: str) -> N
     done = idle_proxy.run("switch.sh", *args)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
     assert idle_proxy.active() == "blue"
+
+
+def _hold_switch_lock(proxy: ProxyHost, seconds: float) -> subprocess.Popen[bytes]:
+    """A process of the host account that holds the switch lock, as a running switch does."""
+    lock = str(proxy.home / "run/switch.lock")
+    holder = subprocess.Popen(
+        ["runuser", "-u", proxy.user.pw_name, "--", "flock", lock, "sleep", str(seconds)],
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while proxy.as_host_user(["flock", "-n", lock, "true"]).returncode == 0:
+        assert time.monotonic() < deadline, "the lock was never taken"
+        time.sleep(0.01)
+    return holder
+
+
+def test_a_switch_waits_for_the_running_one_and_a_killed_one_blocks_nothing(
+    blue_green: BlueGreen,
+) -> None:
+    proxy = blue_green.proxy
+    holder = _hold_switch_lock(proxy, 1)
+    begun = time.monotonic()
+    waited = proxy.switch("green")
+    assert (waited.returncode, waited.stderr) == (0, ""), waited.stdout + waited.stderr
+    assert holder.wait(timeout=10) == 0
+    assert time.monotonic() - begun >= 0.5  # it went only once the holder was done
+    assert proxy.active() == "green"
+
+    killed = _hold_switch_lock(proxy, 600)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=10)
+    back = proxy.switch("blue")
+    assert (back.returncode, back.stderr) == (0, ""), back.stdout + back.stderr
+    assert proxy.active() == "blue"

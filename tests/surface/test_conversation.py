@@ -147,7 +147,10 @@ def test_a_removed_reaction_withdraws_the_vote(slack_bot_factory):
     bot.react(BOB, "white_check_mark", plan_ts, removed=True)
     wait_for("the withdrawal", lambda: [m for m in bot.thread(plan_ts) if "withdrew" in m.text])
     assert world.store.votes(1) == []
-    assert "0 of 2" in text_of(bot.emulator.message(CHANNEL, approval_ts))
+    wait_for(
+        "the approval message to count no vote",
+        lambda: "0 of 2" in text_of(bot.emulator.message(CHANNEL, approval_ts)),
+    )
 
 
 def test_a_rejection_ends_the_request(bot: SlackBot, world: MemoryWorld):

@@ -1,5 +1,7 @@
 """Undoing a finished run on request: a new plan, approved like an upgrade, then run."""
 
+from dataclasses import replace
+
 import pytest
 
 from bot.console.session import NoDirectory
@@ -67,8 +69,10 @@ def test_a_run_that_changed_nothing_has_nothing_to_roll_back():
     world = myst_world(POLICY)
     world.shell.on(r"/bin/backup-database\.sh", exit_code=1, stderr="disk full\n")
     service = _service(world)
-    approval = service.request(UpgradeRequest(product="myst", version="3.9.1"), requester="U1")
-    run_id = _run(service, approval)
+    plan = service.plan(UpgradeRequest(product="myst", version="3.9.1"))
+    # without `pull`, whose new tag is a change: the run fails at its first step, the backup
+    plan = replace(plan, steps=plan.steps[1:], digest="")
+    run_id = _run(service, service.open(plan, "U1"))
     assert service.run(run_id).state is RunState.FAILED
     with pytest.raises(UserError, match="changed nothing"):
         service.request_rollback(run_id, requester="U1")

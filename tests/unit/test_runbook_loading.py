@@ -107,3 +107,21 @@ def test_invalid_yaml_points_at_the_line(tmp_path):
 def test_duplicate_keys_are_refused(tmp_path):
     path = _variant(tmp_path, "title: MyST Studio\n", "title: MyST Studio\ntitle: Other\n")
     assert "is set twice" in _problems(path)
+
+
+def test_undoes_must_name_steps_that_change_their_host(tmp_path):
+    path = _variant(
+        tmp_path, "        undoes: [stop, start]  #", "        undoes: [stop, check-backup]  #"
+    )
+    text = _problems(path)
+    assert "strategies.in-place.rollback[1].undoes" in text
+    assert "`check-backup`, which is not a step of this strategy marked" in text
+
+
+def test_undoes_belongs_to_rollback_steps(tmp_path):
+    path = _variant(
+        tmp_path,
+        '        shell: "{home}/bin/stop.sh"\n',
+        '        shell: "{home}/bin/stop.sh"\n        undoes: [pull]\n',
+    )
+    assert "strategies.in-place.steps[3].undoes: only applies to rollback steps" in _problems(path)

@@ -1,5 +1,6 @@
 """The runner against the twins: order, persistence, captures, checks, refusals and rollback."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -89,23 +90,35 @@ def test_every_step_is_committed_as_started_before_it_runs_and_final_before_the_
         assert len(statuses) == index + 1
 
 
+def _never_restarted(world: MemoryWorld) -> None:
+    """The console keeps showing the running version: the run fails before the outage."""
+    world.http.set_page("http://myst-prod.test/console/", console_page("3.9.0.3"))
+
+
 def test_a_failing_backup_stops_the_run_before_anything_is_stopped():
     world = myst_world()
+    _never_restarted(world)
     world.shell.on(r"/bin/backup-database\.sh", stderr="pg_dump: connection refused\n", exit_code=1)
     run, steps = _run(world)
-    assert run.state is RunState.FAILED
     assert not _ran(world, "stop.sh")
-    assert steps[-1].step_id == "backup"
-    assert "exited with status 1" in steps[-1].error
-    assert not any(s.phase is Phase.ROLLBACK for s in steps)  # nothing changed: nothing to undo
+    failed = next(s for s in steps if s.status is StepStatus.FAILED)
+    assert failed.step_id == "backup"
+    assert "exited with status 1" in failed.error
+    # the pull pointed the local tag at 3.9.1: only that is undone, no database is restored
+    assert run.state is RunState.ROLLED_BACK
+    assert [s.step_id for s in steps if s.phase is Phase.ROLLBACK] == [
+        "retag-previous",
+        "rollback-console",
+    ]
 
 
 def test_a_backup_that_prints_no_path_counts_as_failed():
     world = myst_world()
+    _never_restarted(world)
     world.shell.on(r"/bin/backup-database\.sh", stdout="done\n")
     run, steps = _run(world)
-    assert run.state is RunState.FAILED
-    assert "did not show `backup_path`" in steps[-1].error
+    assert run.state is RunState.ROLLED_BACK
+    assert "did not show `backup_path`" in next(s for s in steps if s.step_id == "backup").error
     assert not _ran(world, "stop.sh")
 
 
@@ -196,9 +209,10 @@ def test_a_console_that_never_answers_is_polled_until_the_step_times_out():
 
 def test_a_step_past_its_timeout_fails_the_run():
     world = myst_world()
+    _never_restarted(world)
     world.shell.on(r"/bin/pull\.sh", stdout="Pulling\n", seconds=10_000)
     run, steps = _run(world)
-    assert run.state is RunState.FAILED
+    assert run.state is RunState.ROLLED_BACK  # the pull may have moved the tag: it is put back
     assert "ran past its 900s timeout" in steps[0].error
     assert not _ran(world, "backup-database.sh")
 
@@ -222,3 +236,19 @@ def test_after_a_crash_the_started_step_is_named_and_nothing_reruns():
     assert "`stop`" in reason
     assert "unknown" in reason
     assert world.shell.commands == []
+
+
+def test_a_followed_log_past_the_steps_own_timeout_fails_as_a_timeout():
+    world = myst_world()
+    plan = world.planner().build(UpgradeRequest(product="myst", version="3.9.1"))
+    log_step = plan.step("startup-log")
+    shorter = replace(log_step, step=replace(log_step.step, timeout=1.0))  # follow allows 5 min
+    plan = replace(
+        plan, steps=tuple(shorter if p is log_step else p for p in plan.steps), digest=""
+    )
+    world.shell.on(r"/bin/output-logs\.sh", stdout="starting\n", seconds=10_000)
+    _, steps = _run(world, plan)
+    failed = next(s for s in steps if s.status is StepStatus.FAILED)
+    assert failed.step_id == "startup-log"
+    assert "ran past its 1s timeout" in failed.error
+    assert "exited with status" not in failed.error

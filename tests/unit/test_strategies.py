@@ -121,3 +121,15 @@ def test_a_rejected_gate_rolls_back_the_changed_twin():
     assert run.state is RunState.ROLLED_BACK
     twin = world.shells.shell("myst-test")
     assert f"/opt/myst-studio/bin/update-database.sh {NONPROD_BACKUP}" in twin.commands
+
+
+def test_a_failure_on_production_before_the_gate_rolls_back_non_production():
+    """Production's fresh backup for the test fails: non-production has only been pulled, and
+    nobody has accepted it at the gate, so its tag is put back; production changed nothing."""
+    world = phased_world()
+    world.shells.shell("myst-prod").on(r"/bin/backup-database\.sh", exit_code=1, stderr="full\n")
+    world.http.set_page(NONPROD_CONSOLE, console_page("3.9.0.3"))  # never restarted
+    run = world.runner().execute(_approved(world, _plan(world, prod_data="yes")), actor="bot")
+    assert run.state is RunState.ROLLED_BACK
+    rolled = [s.step_id for s in world.store.steps(run.id) if s.phase is Phase.ROLLBACK]
+    assert rolled == ["nonprod-retag-previous", "nonprod-rollback-console"]

@@ -13,12 +13,16 @@ set -eu
 color=$1
 target=$(backend "$color")
 [ -n "$target" ] || die "no address for $color in $PROXY_ENV_FILE"
-current=$(configured_color)
 
-# One switch at a time: mkdir is atomic. A lock left by a killed switch names its remedy.
-mkdir "$PROXY_LOCK" 2>/dev/null ||
-    die "another switch is running (remove $PROXY_LOCK if none is); traffic stays on $current"
-trap 'rm -f "$PROXY_UPSTREAM.new" "$PROXY_UPSTREAM.previous"; rmdir "$PROXY_LOCK"' EXIT
+# One switch at a time, in turn: a switch waits for the one running (say, one whose SSH session
+# dropped and which goes on regardless) to finish. The kernel releases the lock when its holder
+# ends, however it ends, so no killed switch leaves it behind.
+exec 9>>"$PROXY_LOCK"
+flock -w "$LOCK_WAIT" 9 ||
+    die "another switch has held $PROXY_LOCK for ${LOCK_WAIT}s; traffic stays on" \
+        "$(configured_color)"
+current=$(configured_color)
+trap 'rm -f "$PROXY_UPSTREAM.new" "$PROXY_UPSTREAM.previous"' EXIT
 trap 'exit 130' INT TERM HUP
 
 master=$(cat "$PROXY_PID" 2>/dev/null) || master=

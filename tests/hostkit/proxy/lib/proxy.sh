@@ -19,6 +19,7 @@ BLUE=
 GREEN=
 PROBE_TIMEOUT=2   # seconds one check of a console or of the proxy may take
 RELOAD_TIMEOUT=10 # seconds a reload may take until no old worker takes new connections
+LOCK_WAIT=30      # seconds a switch waits for the one running to finish
 
 die() {
     printf '%s: %s\n' "$PROXY_SCRIPT" "$*" >&2
@@ -43,6 +44,7 @@ while IFS= read -r line || [ -n "$line" ]; do
     GREEN) GREEN="$value" ;;
     PROBE_TIMEOUT) PROBE_TIMEOUT="$value" ;;
     RELOAD_TIMEOUT) RELOAD_TIMEOUT="$value" ;;
+    LOCK_WAIT) LOCK_WAIT="$value" ;;
     *) die "unknown setting '$key' in $PROXY_ENV_FILE" ;;
     esac
 done <"$PROXY_ENV_FILE"
