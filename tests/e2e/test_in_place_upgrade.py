@@ -85,10 +85,15 @@ def test_a_failing_backup_stops_before_anything_is_stopped(myst_deployment: Depl
     host.fail_script("backup-database", "disk full")
     plan = _planner(myst_deployment).build(UpgradeRequest(product="myst", version="3.9.1"))
     run, steps = _approve_and_run(myst_deployment, store, plan)
-    assert run.state is RunState.FAILED
-    assert [s.step_id for s in steps] == ["pull", "backup"]
-    assert "disk full" in (steps[-1].result.tail() if steps[-1].result else "")
-    assert not any(s.phase is Phase.ROLLBACK for s in steps)
+    upgrade = [s for s in steps if s.phase is Phase.UPGRADE]
+    assert [s.step_id for s in upgrade] == ["pull", "backup"]
+    assert "disk full" in (upgrade[-1].result.tail() if upgrade[-1].result else "")
+    # the pull had pointed the local tag at 3.9.1: that alone is undone, and checked
+    assert run.state is RunState.ROLLED_BACK
+    assert [s.step_id for s in steps if s.phase is Phase.ROLLBACK] == [
+        "retag-previous",
+        "rollback-console",
+    ]
     assert host.running_version() == START_VERSION  # never stopped, still serving
     assert host.console_version() == START_VERSION
 
@@ -136,8 +141,8 @@ def test_a_version_with_shell_code_never_reaches_a_shell_unquoted(
     plan = _planner(myst_deployment).build(UpgradeRequest(product="myst", version="3.9.1"))
     forged = replace(plan, variables={**plan.variables, "version": evil}, digest="")
     run, steps = _approve_and_run(myst_deployment, store, forged)
-    assert run.state is RunState.FAILED
-    assert steps[0].step_id == "pull"
+    assert run.state is RunState.ROLLED_BACK  # pull.sh refused the odd version; the tag is put back
+    assert (steps[0].step_id, steps[0].status) == ("pull", StepStatus.FAILED)
     assert not canary.exists()
     assert host.running_version() == START_VERSION
 

@@ -156,9 +156,14 @@ def test_errors_at_start_up_roll_back_to_the_old_version_and_data(sandbox: Sandb
 def test_a_failing_backup_stops_before_anything_is_stopped(sandbox: Sandbox) -> None:
     sandbox.fault("fail-backup-database", "disk full")
     run, steps = upgrade(sandbox, MemoryRunStore(), "3.9.1")
-    assert run.state is RunState.FAILED
-    assert [s.step_id for s in steps] == ["pull", "backup"]
-    assert "disk full" in (steps[-1].result.tail() if steps[-1].result else "")
+    assert run.state is RunState.ROLLED_BACK  # the pull's new tag is put back, nothing else
+    assert [(s.phase.value, s.step_id) for s in steps] == [
+        ("upgrade", "pull"),
+        ("upgrade", "backup"),
+        ("rollback", "retag-previous"),
+        ("rollback", "rollback-console"),
+    ]
+    assert "disk full" in (steps[1].result.tail() if steps[1].result else "")
     assert list((sandbox.home / "backup").iterdir()) == []
     assert sandbox.running_version() == sandbox.console_version() == "3.9.0.3"
 
