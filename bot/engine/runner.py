@@ -78,6 +78,37 @@ class SilentObserver:
         pass
 
 
+class Fanout:
+    """Tells every one of its observers, in order (the thread, then the metrics, say)."""
+
+    def __init__(self, *observers: RunObserver) -> None:
+        self._observers = observers
+
+    def state_changed(self, run: Run, reason: str) -> None:
+        for observer in self._observers:
+            observer.state_changed(run, reason)
+
+    def step_started(self, run: Run, phase: Phase, planned: PlannedStep) -> None:
+        for observer in self._observers:
+            observer.step_started(run, phase, planned)
+
+    def step_finished(self, run: Run, result: StepResult) -> None:
+        for observer in self._observers:
+            observer.step_finished(run, result)
+
+    def output_line(self, run: Run, planned: PlannedStep, line: str) -> None:
+        for observer in self._observers:
+            observer.output_line(run, planned, line)
+
+    def transfer(self, run: Run, planned: PlannedStep, done: int, total: int | None) -> None:
+        for observer in self._observers:
+            observer.transfer(run, planned, done, total)
+
+    def finished(self, run: Run) -> None:
+        for observer in self._observers:
+            observer.finished(run)
+
+
 @dataclass(frozen=True)
 class _Stop:
     """Why a phase stopped before its end: a failure, or a gate."""

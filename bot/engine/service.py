@@ -26,7 +26,7 @@ from bot.engine.behind import Lag, behind_latest
 from bot.engine.fleet import FleetRunner, MemberObserver
 from bot.engine.planning import Planner, UpgradeRequest
 from bot.engine.rollback_plan import rollback_plan
-from bot.engine.runner import Runner, RunObserver
+from bot.engine.runner import Fanout, Runner, RunObserver, SilentObserver
 from bot.engine.session import Ports
 
 GROUP_CACHE_SECONDS = 300.0
@@ -92,7 +92,10 @@ class UpgradeService:
         ports: Ports,
         store: Store,
         directory: Directory,
+        watchers: tuple[RunObserver, ...] = (),
     ) -> None:
+        """`watchers` observe every run this service executes, besides each call's own observer
+        (the metrics, say)."""
         self.catalog = catalog
         self.inventory = inventory
         self.store = store
@@ -101,6 +104,7 @@ class UpgradeService:
         self._planner = Planner(catalog, inventory, ports)
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._groups_lock = threading.Lock()
+        self._watchers = watchers
 
     @property
     def clock(self) -> Clock:
@@ -334,7 +338,14 @@ class UpgradeService:
                 reason=refusal,
             )
         if run.plan.members:
-            fleet = FleetRunner(self.store, self.inventory, self._ports, observer, member_observer)
+            members = member_observer or (lambda member: SilentObserver())
+            fleet = FleetRunner(
+                self.store,
+                self.inventory,
+                self._ports,
+                self._watched(observer),
+                lambda member: self._watched(members(member)),
+            )
             return fleet.execute(run_id, actor="bot")
         return self._runner(observer).execute(run_id, actor="bot")
 
@@ -370,7 +381,10 @@ class UpgradeService:
         return ""
 
     def _runner(self, observer: RunObserver | None) -> Runner:
-        return Runner(self.store, self.inventory, self._ports, observer)
+        return Runner(self.store, self.inventory, self._ports, self._watched(observer))
+
+    def _watched(self, observer: RunObserver | None) -> RunObserver:
+        return Fanout(observer or SilentObserver(), *self._watchers)
 
     def cancel(self, run_id: int, *, user: str) -> Run:
         run = self.store.get(run_id)
