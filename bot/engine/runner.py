@@ -32,6 +32,7 @@ from bot.domain.run import (
     needed_rollback,
 )
 from bot.domain.runbook import GateAction, backup_name
+from bot.engine.context import working_on
 from bot.engine.session import Ports, Sessions
 from bot.engine.steps import StepExecutor, StepOutcome
 
@@ -137,27 +138,29 @@ class Runner:
     def execute(self, run_id: int, *, actor: str) -> Run:
         """Run an approved run until it ends or waits at a gate. Raises `InstanceBusy` if it
         cannot start."""
-        run = self._store.get(run_id)
-        run = self._move(run, RunState.RUNNING, actor, "started")
-        run = self._continue(run, actor, start=0, captures={})
-        self._observer.finished(run)
-        return run
+        with working_on(run_id):
+            run = self._store.get(run_id)
+            run = self._move(run, RunState.RUNNING, actor, "started")
+            run = self._continue(run, actor, start=0, captures={})
+            self._observer.finished(run)
+            return run
 
     def resume(self, run_id: int, *, actor: str) -> Run:
         """Go on after the gate the run waits at (the service has moved it back to running)."""
-        run = self._store.get(run_id)
-        results = self._store.steps(run_id)
-        gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
-        self._store.record_step(
-            replace(gate, status=StepStatus.SUCCEEDED, finished_at=self._ports.clock.now())
-        )
-        captures = {
-            k: v for r in results if r.phase is Phase.UPGRADE for k, v in r.captures.items()
-        }
-        start = next(i for i, p in enumerate(run.plan.steps) if p.step.id == gate.step_id) + 1
-        run = self._continue(run, actor, start=start, captures=captures)
-        self._observer.finished(run)
-        return run
+        with working_on(run_id):
+            run = self._store.get(run_id)
+            results = self._store.steps(run_id)
+            gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
+            self._store.record_step(
+                replace(gate, status=StepStatus.SUCCEEDED, finished_at=self._ports.clock.now())
+            )
+            captures = {
+                k: v for r in results if r.phase is Phase.UPGRADE for k, v in r.captures.items()
+            }
+            start = next(i for i, p in enumerate(run.plan.steps) if p.step.id == gate.step_id) + 1
+            run = self._continue(run, actor, start=start, captures=captures)
+            self._observer.finished(run)
+            return run
 
     def _continue(self, run: Run, actor: str, *, start: int, captures: dict[str, str]) -> Run:
         plan = run.plan
@@ -172,6 +175,10 @@ class Runner:
 
     def fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
         """A gate was rejected: the run fails there, and the hosts that changed roll back."""
+        with working_on(run_id):
+            return self._fail_at_gate(run_id, actor=actor, reason=reason)
+
+    def _fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
         run = self._store.get(run_id)
         results = self._store.steps(run_id)
         gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
