@@ -119,6 +119,9 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)  # scheduled runs
+    # The process that executes the run (running, rolling back), and when its claim runs out.
+    holder: Mapped[str | None] = mapped_column(String(200))
+    held_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RunEventRow(Base):

@@ -4,6 +4,12 @@ and through `SqlConversationMixin` the `VoteStore`, `EventLog`, `LockStore` and 
 Every method runs in one transaction that commits before it returns. The rule "one active run per
 instance" is checked in the transaction (to name the run in the way) and enforced by a partial
 unique index, which is what holds when two transactions race past the check.
+
+A run in a held state (running, rolling back) carries its holder, the process executing it, and
+when that claim runs out. The holder renews it before each step and on a heartbeat; another
+process takes a run over (as interrupted) only once its claim has run out, in one compare-and-set
+statement, so two processes never both execute a run. Times are the processes' own clocks, as for
+the scheduling lease: hosts sharing a database keep their clocks in step.
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, select, update
+from sqlalchemy import ColumnElement, Engine, Row, or_, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,14 +34,16 @@ from adapters.run_store_rules import (
     require_limit,
     unknown_run,
 )
+from adapters.scheduler_lease import holder_name
 from adapters.sql_conversation import SqlConversationMixin
 from adapters.sql_engine import WRITE_OPTION, create_store_engine, describe, masked
 from adapters.sql_models import RunEventRow, RunRow, StepResultRow
 from adapters.sql_schema import alembic_config, check_schema, upgrade_schema
-from bot.domain.errors import StoreUnavailable
+from bot.domain.errors import RunTakenOver, StoreUnavailable
 from bot.domain.plan import Plan
 from bot.domain.run import (
     ACTIVE_STATES,
+    HELD_STATES,
     Phase,
     Run,
     RunEvent,
@@ -48,6 +56,8 @@ from bot.domain.run import (
 __all__ = ["SqlRunStore", "alembic_config", "check_schema", "upgrade_schema"]
 
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+_HELD = sorted(state.value for state in HELD_STATES)
+CLAIM = timedelta(seconds=30)  # how long a claim on a run lasts unless its holder renews it
 
 
 class SqlRunStore(SqlConversationMixin):
@@ -55,10 +65,15 @@ class SqlRunStore(SqlConversationMixin):
     events, environment locks, chat threads) in the bot's database (SQLite or PostgreSQL).
 
     Raises `StoreOutdated` at construction when the schema is not at head, and `StoreUnavailable`
-    whenever the database fails; the URL in messages never shows the password.
+    whenever the database fails; the URL in messages never shows the password. `holder` names
+    this process in the claims on the runs it executes, each good for `claim` unless renewed.
     """
 
-    def __init__(self, database: Engine | str | URL) -> None:
+    def __init__(
+        self, database: Engine | str | URL, *, holder: str | None = None, claim: timedelta = CLAIM
+    ) -> None:
+        self.holder = holder or holder_name()
+        self._claim = claim
         # Given a URL, the store builds its engine and `close()` disposes of it; given an engine,
         # the caller keeps it.
         owns = not isinstance(database, Engine)
@@ -75,6 +90,10 @@ class SqlRunStore(SqlConversationMixin):
         self._writes = sessionmaker(
             engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
+
+    def another_process(self, holder: str) -> SqlRunStore:
+        """The same database as another process sees it: its claims are in `holder`'s name."""
+        return SqlRunStore(self._engine, holder=holder, claim=self._claim)
 
     def close(self) -> None:
         """Release the connections of an engine the store built itself. Idempotent."""
@@ -140,24 +159,92 @@ class SqlRunStore(SqlConversationMixin):
         actor: str,
         reason: str = "",
     ) -> Run:
+        moved = self._move(run_id, expected, target, at=as_utc(at), actor=actor, reason=reason)
+        assert moved is not None  # without a claim condition, a lost race raises
+        return moved
+
+    def hold(self, run_id: int, *, at: datetime) -> None:
+        with self._failures(f"renewing the claim on run #{run_id}"), self._writes.begin() as s:
+            renewed = s.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, *self._mine())
+                .values(held_until=as_utc(at) + self._claim)
+            )
+        if renewed.rowcount != 1:
+            raise RunTakenOver(
+                f"Run #{run_id} is no longer held by this bot process ({self.holder}): its claim "
+                "ran out and another process took the run over. This process runs none of its "
+                "steps any more."
+            )
+
+    def renew_claims(self, *, at: datetime) -> None:
+        with self._failures("renewing the claims on running runs"), self._writes.begin() as s:
+            s.connection().execute(
+                update(RunRow).where(*self._mine()).values(held_until=as_utc(at) + self._claim)
+            )
+
+    def lapsed(self, *, at: datetime) -> list[Run]:
+        query = select(RunRow).where(_lapsed(as_utc(at))).order_by(RunRow.id)
+        with self._failures("looking for runs whose process stopped"), self._reads.begin() as s:
+            return [_to_run(row) for row in s.scalars(query)]
+
+    def take_over(
+        self, run_id: int, expected: RunState, *, at: datetime, reason: str
+    ) -> Run | None:
         at = as_utc(at)
+        return self._move(
+            run_id,
+            expected,
+            RunState.INTERRUPTED,
+            at=at,
+            actor=f"bot ({self.holder})",
+            reason=reason,
+            only_if=_lapsed(at),
+        )
+
+    def _mine(self) -> tuple[ColumnElement[bool], ...]:
+        return (RunRow.holder == self.holder, RunRow.state.in_(_HELD))
+
+    def _move(
+        self,
+        run_id: int,
+        expected: RunState,
+        target: RunState,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str,
+        only_if: ColumnElement[bool] | None = None,
+    ) -> Run | None:
+        """The compare-and-set of a transition; with `only_if`, a move that finds the condition
+        false (or the run moved) changes nothing and gives None."""
+        held = target in HELD_STATES
+        claim = {
+            "holder": self.holder if held else None,
+            "held_until": at + self._claim if held else None,
+        }
         with self._failures(f"moving run #{run_id} to {target.value}"):
             try:
                 with self._writes.begin() as session:
                     row = _existing(session, run_id)
                     if row.state != expected.value:
+                        if only_if is not None:
+                            return None
                         raise moved_meanwhile(run_id, expected, RunState(row.state))
                     check_transition(run_id, expected, target)
                     instance_key = row.instance_key
                     if target in ACTIVE_STATES:
                         _check_instance_free(session, run_id, instance_key)
                     # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
+                    conditions = [RunRow.id == run_id, RunRow.state == expected.value]
                     moved = session.connection().execute(
                         update(RunRow)
-                        .where(RunRow.id == run_id, RunRow.state == expected.value)
-                        .values(state=target.value, updated_at=at)
+                        .where(*conditions, *([only_if] if only_if is not None else []))
+                        .values(state=target.value, updated_at=at, **claim)
                     )
                     if moved.rowcount != 1:
+                        if only_if is not None:
+                            return None
                         now = session.scalars(select(RunRow.state).where(RunRow.id == run_id))
                         raise moved_meanwhile(run_id, expected, RunState(now.one()))
                     session.add(
@@ -248,6 +335,11 @@ class SqlRunStore(SqlConversationMixin):
                 f"The run store ({masked(self._engine.url)}) failed while {doing}: "
                 f"{describe(exc, self._engine.url)}"
             ) from exc
+
+
+def _lapsed(at: datetime) -> ColumnElement[bool]:
+    """A run in a held state whose claim ran out before `at` (or that never had one)."""
+    return RunRow.state.in_(_HELD) & or_(RunRow.held_until.is_(None), RunRow.held_until < at)
 
 
 def _existing(session: Session, run_id: int) -> RunRow:

@@ -19,6 +19,7 @@ from bot.demo import run_demo
 from bot.domain.errors import ConfigError, OperationalError, SafetyRefusal, UserError
 from bot.engine.planning import UpgradeRequest
 from bot.engine.preflight import preflight
+from bot.logs import LOG_FORMATS
 from bot.sandbox import create_sandbox
 from bot.server import serve
 from commands.text import findings_text, plan_text
@@ -53,11 +54,22 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set)"
     )
-    serve.add_argument("--port", type=int, default=3000, help="HTTP mode: port (default 3000)")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=3000,
+        help="port of /healthz, /readyz, /metrics and, in HTTP mode, /slack/events (default 3000)",
+    )
     serve.add_argument(
         "--host",
         default="127.0.0.1",
-        help="HTTP mode: address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="json",
+        help="json: one JSON object per line, for log collectors (default); text: for people",
     )
 
     sub.add_parser("console", help="the Slack conversation in this terminal (no Slack needed)")
@@ -120,7 +132,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return console(settings, args.config)
     config = wiring.load(settings, args.config)
     if args.command == "serve":
-        return serve(settings, config, port=args.port, host=args.host)
+        return serve(settings, config, port=args.port, host=args.host, log_format=args.log_format)
     if args.command == "check":
         inventory = config.inventory
         print(
@@ -154,10 +166,11 @@ def console(settings: Settings, config_file: Path | None) -> int:
         if not path.exists():
             create_sandbox(SANDBOX)
         print(f"No BOT_CONFIG: using the sandbox MyST Studio in {SANDBOX}.")
-    store = wiring.sql_store(settings.database_url, migrate=True)
     config = load_config(path)
+    store = wiring.sql_store(settings.database_url, config, migrate=True)
     scheduler = wiring.scheduler(settings, config)  # scheduled runs start while it runs
     bot = wiring.build_console_bot(config, console=Console(), store=store, scheduler=scheduler)
+    bot.claims.start()  # runs another process left behind are said, and take-overs kept
     scheduler.start(bot.conversation, on_duty=bot.scheduling.reschedule)
     try:
         return ConsoleSession(bot.conversation, Console(), user=getpass.getuser()).loop()

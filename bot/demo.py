@@ -24,7 +24,7 @@ SCRIPT = (("alice", "/upgrade myst 3.9.1"), ("bob", "approve 1"))
 def run_demo(console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="upgrade-bot-demo-") as folder:
         config = load_config(create_sandbox(Path(folder) / "sandbox"))
-        store = wiring.sql_store(f"sqlite:///{folder}/bot.db", migrate=True)
+        store = wiring.sql_store(f"sqlite:///{folder}/bot.db", config, migrate=True)
         bot = wiring.build_console_bot(config, console=console, store=store)
         console.print(
             f"Sandbox MyST Studio 3.9.0.3 in {folder}; alice asks, bob approves.\n",

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.socket_mode.builtin.client import SocketModeClient
 
 from adapters.clock import SystemClock
 from adapters.docker_engine import DockerConnector
 from adapters.http_check import RequestsHttpCheck
 from adapters.local import LocalShell
 from adapters.memory.scheduler import MemoryScheduler
+from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.registry import RegistryHttp
 from adapters.sandbox import FileHttpCheck, SandboxConnector, SandboxRegistry
 from adapters.scheduler import ApsScheduler
+from adapters.slack_probe import SlackAuthProbe, SocketModeProbe
+from adapters.sql_probe import LeaseProbe, SqlProbe
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bot.config import Config, Settings, load_config
@@ -26,9 +32,12 @@ from bot.domain.errors import UserError
 from bot.domain.ports import Directory, Scheduler
 from bot.domain.redaction import Redactor
 from bot.engine.planning import Planner
+from bot.engine.recovery import ClaimKeeper
+from bot.engine.runner import RunObserver
 from bot.engine.scheduling import Scheduling
 from bot.engine.service import Store, UpgradeService
 from bot.engine.session import Ports
+from bot.logs import RunLog
 from bot.slack.app import build_app
 from bot.slack.chat import SlackChat, SlackDirectory, slack_client
 from bot.workers import WorkerPool
@@ -37,6 +46,7 @@ from commands.conversation import Conversation
 
 TASK_WORKERS, TASK_QUEUE = 8, 200
 RUN_WORKERS, RUN_QUEUE = 4, 50
+PROBE_TIMEOUT_SECONDS = 5  # a readiness probe's Web API call: well under a probe's own timeout
 
 
 def build_ports() -> Ports:
@@ -106,10 +116,23 @@ class Bot:
     store: Store
     app: App | None  # None on a terminal
     scheduling: Scheduling
+    claims: ClaimKeeper  # started by `serve` and the console: renews and takes over claims
+    metrics: PrometheusMetrics | None = None  # served at /metrics by `serve`
 
     def close(self) -> None:
+        self.claims.stop()
         self.tasks.shutdown(wait=False)
         self.runs.shutdown(wait=True)
+
+
+def claim_keeper(config: Config, store: Store, conversation: Conversation) -> ClaimKeeper:
+    """Beats three times per claim length, so a claim survives a missed beat or two."""
+    return ClaimKeeper(
+        store,
+        conversation.service.clock,
+        interval=config.schedule.lease.total_seconds() / 3,
+        on_interrupted=conversation.tell_interrupted,
+    )
 
 
 def build_conversation(
@@ -121,6 +144,7 @@ def build_conversation(
     directory: Directory,
     scheduler: Scheduler | None = None,
     progress_interval: float = 1.5,
+    watchers: tuple[RunObserver, ...] = (),
 ) -> tuple[UpgradeService, Conversation, WorkerPool, WorkerPool]:
     """The service and the conversation over it. Without a `scheduler`, scheduled runs are kept
     by an in-memory one that nothing drives (a terminal session that schedules nothing)."""
@@ -130,6 +154,7 @@ def build_conversation(
         ports=ports,
         store=store,
         directory=directory,
+        watchers=watchers,
     )
     scheduling = Scheduling(
         service, scheduler or MemoryScheduler(ports.clock), config.schedule, directory
@@ -147,10 +172,11 @@ def build_conversation(
     return service, conversation, tasks, runs
 
 
-def sql_store(url: str, *, migrate: bool = False) -> SqlRunStore:
+def sql_store(url: str, config: Config, *, migrate: bool = False) -> SqlRunStore:
+    """The bot's database; its claims on running runs last as long as the scheduling lease."""
     if migrate:
         upgrade_schema(url)
-    return SqlRunStore(url)
+    return SqlRunStore(url, claim=config.schedule.lease)
 
 
 def build_console_bot(
@@ -179,6 +205,7 @@ def build_console_bot(
         store=store,
         app=None,
         scheduling=conversation.scheduling,
+        claims=claim_keeper(config, store, conversation),
     )
 
 
@@ -200,15 +227,17 @@ def build_slack_bot(
             "Set both (see README: Install in Slack).",
         )
     client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    store = store if store is not None else SqlRunStore(settings.database_url)
+    store = store if store is not None else sql_store(settings.database_url, config)
+    metrics = PrometheusMetrics(store, lease_since=scheduler.on_duty_since if scheduler else None)
     service, conversation, tasks, runs = build_conversation(
         config,
         ports=ports or build_ports(),
         store=store,
-        chat=SlackChat(client, redactor(settings, config)),
-        directory=SlackDirectory(client),
+        chat=SlackChat(client, redactor(settings, config), on_error=metrics.slack_error),
+        directory=SlackDirectory(client, on_error=metrics.slack_error),
         scheduler=scheduler,
         progress_interval=progress_interval,
+        watchers=(metrics, RunLog()),
     )
     app = build_app(
         client=client,
@@ -225,4 +254,34 @@ def build_slack_bot(
         store=store,
         app=app,
         scheduling=conversation.scheduling,
+        claims=claim_keeper(config, store, conversation),
+        metrics=metrics,
     )
+
+
+def readiness_probes(
+    settings: Settings,
+    config: Config,
+    scheduler: ApsScheduler,
+    *,
+    socket_mode: SocketModeClient | None = None,
+) -> dict[str, Callable[[], str]]:
+    """What /readyz checks: the database, the scheduler and Slack (the Socket Mode link when
+    given, else whether Slack takes the bot token). Each says in a few words what is fine, or
+    raises an `OperationalError` saying what is not."""
+    if socket_mode is not None:
+        slack = SocketModeProbe(socket_mode).check
+    else:
+        assert settings.slack_bot_token is not None, "a Slack bot has its token"
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            timeout=PROBE_TIMEOUT_SECONDS,
+        )
+        slack = SlackAuthProbe(client).check
+    lease = LeaseProbe(scheduler.lease, clock=SystemClock(), length=config.schedule.lease)
+    return {
+        "database": SqlProbe(settings.database_url).check,
+        "scheduler": lease.check,
+        "slack": slack,
+    }

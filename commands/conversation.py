@@ -19,18 +19,20 @@ from typing import Any, Protocol
 from bot.domain.approval import Decision
 from bot.domain.conversation import ChatThread
 from bot.domain.errors import BotError, OperationalError
-from bot.domain.run import Run, RunState
+from bot.domain.run import Phase, Run, RunState
+from bot.engine.approvals import Approval
 from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.runner import RunObserver
 from bot.engine.scheduling import Scheduling
-from bot.engine.service import Approval, UpgradeService
+from bot.engine.service import UpgradeService
 from commands.chat import Chat
 from commands.grammar import (
     Cancel,
     Help,
     History,
     Lock,
+    Resume,
     Rollback,
     ScheduleCancel,
     ScheduleList,
@@ -45,6 +47,7 @@ from commands.views import (
     ApprovalView,
     HelpView,
     HomeView,
+    InterruptedView,
     Notice,
     PlanView,
     RunDetailView,
@@ -55,7 +58,7 @@ from commands.views import (
 log = logging.getLogger(__name__)
 
 
-Drive = Callable[[int, RunObserver], Run]  # execute, resume or reject_gate of the service
+Drive = Callable[[int, RunObserver], Run]  # execute, resume, go_on or reject_gate of the service
 
 
 class Submitter(Protocol):
@@ -116,6 +119,10 @@ class Conversation(TimekeepingMixin):
                 case History(product=product, environment=environment):
                     runs = self.service.history(product=product, environment=environment)
                     self._whisper(channel, user, RunListView(title="Recent runs", runs=tuple(runs)))
+                case Rollback(run_id=run_id) if self._interrupted(run_id):
+                    self._go_on(run_id, user=user, resume=False)
+                case Resume(run_id=run_id):
+                    self._go_on(run_id, user=user, resume=True)
                 case Rollback(run_id=run_id):
                     approval = self.service.request_rollback(run_id, requester=user)
                     self._post_request(approval, user=user, channel=channel)
@@ -280,16 +287,30 @@ class Conversation(TimekeepingMixin):
             self._refresh_approval(run.id)
 
     def tell_interrupted(self, run: Run) -> None:
-        """After a restart: say in its thread that a run was cut off and what that means."""
-        reason = self.service.store.events(run.id)[-1].reason
-        self._tell_thread(
-            run.id,
-            Notice(
-                text=f":warning: Run #{run.id} was interrupted: {reason} Nothing will be re-run "
-                "without a person deciding it.",
-                tone=Tone.ERROR,
-            ),
+        """A run was cut off (its process stopped): say so in its thread, with what an approver
+        may do now. Nothing runs again until one decides."""
+        steps = self.service.store.steps(run.id)
+        view = InterruptedView(
+            run=run,
+            reason=self.service.store.events(run.id)[-1].reason,
+            can_resume=not any(s.phase is Phase.ROLLBACK for s in steps),
         )
+        thread = self.service.store.thread(run.id)
+        if thread is not None:
+            self._chat.post(thread.channel, view, thread_ts=thread.plan_ts, broadcast=True)
+
+    def _interrupted(self, run_id: int) -> bool:
+        return self.service.run(run_id).state is RunState.INTERRUPTED
+
+    def _go_on(self, run_id: int, *, user: str, resume: bool) -> None:
+        """An approver's decision on an interrupted run; the run then goes on in the pool."""
+        self.service.decide_interrupted(run_id, user=user, resume=resume)
+        verb = "resume it from the step left in doubt" if resume else "roll it back"
+        self._tell_thread(
+            run_id,
+            Notice(text=f"<@{user}> decided to {verb}: run #{run_id} goes on.", tone=Tone.WARNING),
+        )
+        self._submit(run_id, self.service.go_on)
 
     def home(self, user: str) -> None:
         view = HomeView(

@@ -3,6 +3,7 @@
     /upgrade <product> <version> [env=E] [strategy=S] [instance=I] [at=TIME] [window=W]
              [--dry-run] [--allow-downgrade]
     /upgrade help | status [run] | history [product] [env] | cancel <run> | rollback <run>
+    /upgrade resume <run>
     /upgrade schedule list | schedule cancel <run>
     /upgrade lock <env> <reason> | unlock <env>
 
@@ -30,6 +31,7 @@ FORMS = {
     "history": "/upgrade history [product] [env]",
     "cancel": "/upgrade cancel <run>",
     "rollback": "/upgrade rollback <run>",
+    "resume": "/upgrade resume <run>",
     "schedule": "/upgrade schedule list | schedule cancel <run>",
     "lock": "/upgrade lock <env> <reason>",
     "unlock": "/upgrade unlock <env>",
@@ -87,6 +89,13 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Go on with an interrupted run from the step left in doubt."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
 class ScheduleList:
     pass
 
@@ -114,6 +123,7 @@ Command = (
     | History
     | Cancel
     | Rollback
+    | Resume
     | ScheduleList
     | ScheduleCancel
     | Lock
@@ -139,6 +149,9 @@ def parse(text: str) -> Command:
     if verb == "rollback":
         _exactly(verb, rest, 1, "a run number")
         return Rollback(_run_id(verb, rest[0]))
+    if verb == "resume":
+        _exactly(verb, rest, 1, "a run number")
+        return Resume(_run_id(verb, rest[0]))
     if verb == "schedule":
         return _schedule(rest)
     if verb == "lock":

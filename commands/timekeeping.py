@@ -19,9 +19,10 @@ from typing import Any
 from bot.domain.approval import Tally
 from bot.domain.plan import Plan
 from bot.domain.run import Run
+from bot.engine.approvals import Approval
 from bot.engine.planning import UpgradeRequest
 from bot.engine.scheduling import Scheduling, StartCheck, Verdict
-from bot.engine.service import Approval, UpgradeService
+from bot.engine.service import UpgradeService
 from commands.chat import Chat
 from commands.grammar import Upgrade
 from commands.views import (

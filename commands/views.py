@@ -12,10 +12,10 @@ from enum import StrEnum
 
 from bot.domain.plan import Plan
 from bot.domain.run import Phase, Run, RunState, StepResult
+from bot.engine.approvals import Approval
 from bot.engine.behind import Lag
 from bot.engine.report import RunReport
 from bot.engine.scheduling import ScheduledRun
-from bot.engine.service import Approval
 
 WHEN = "{when}"  # in a notice's text: where its `when` goes, in each reader's own time zone
 
@@ -177,8 +177,19 @@ class HomeView:
     scheduled: tuple[ScheduledRun, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class InterruptedView:
+    """A run cut off when the process executing it stopped, and what an approver may do now:
+    resume it from the step left in doubt (not once it was rolling back), or roll it back."""
+
+    run: Run
+    reason: str
+    can_resume: bool
+
+
 View = (
     Notice
+    | InterruptedView
     | HelpView
     | PlanView
     | ApprovalView

@@ -1,15 +1,18 @@
 """`MemoryRunStore`: the run store's in-memory twin, for unit tests and dry runs.
 
 Like `SqlRunStore` it also implements `VoteStore`, `EventLog`, `LockStore` and `ThreadStore`.
+`another_process()` gives a view of the same data as a second bot process sees it: its own
+holder of claims on runs, as two processes sharing one database.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from adapters.run_store_rules import (
     as_utc,
@@ -20,9 +23,11 @@ from adapters.run_store_rules import (
 )
 from bot.domain.approval import Decision, Vote
 from bot.domain.conversation import ChatThread, EnvLock
+from bot.domain.errors import RunTakenOver
 from bot.domain.plan import Plan
 from bot.domain.run import (
     ACTIVE_STATES,
+    HELD_STATES,
     Phase,
     Run,
     RunEvent,
@@ -44,7 +49,10 @@ class MemoryRunStore:
     The records are frozen, so handing out the stored objects themselves is safe.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, holder: str = "memory", claim: timedelta = timedelta(seconds=30)) -> None:
+        self.holder = holder
+        self._claim = claim
+        self._claims: dict[int, tuple[str, datetime]] = {}  # run id -> (holder, held until)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._order = itertools.count()
@@ -83,6 +91,12 @@ class MemoryRunStore:
             ]
             return run
 
+    def another_process(self, holder: str) -> MemoryRunStore:
+        """The same runs, seen by another process: claims are made in the name of `holder`."""
+        other = copy.copy(self)  # shares every dict and the lock
+        other.holder = holder
+        return other
+
     def get(self, run_id: int) -> Run:
         with self._lock:
             return self._run(run_id)
@@ -102,22 +116,67 @@ class MemoryRunStore:
             run = self._run(run_id)
             if run.state != expected:
                 raise moved_meanwhile(run_id, expected, run.state)
-            check_transition(run_id, expected, target)
-            if target in ACTIVE_STATES:
-                self._check_instance_free(run)
-            moved = replace(run, state=target, updated_at=at)
-            self._runs[run_id] = moved
-            self._events[run_id].append(
-                RunEvent(
-                    run_id=run_id,
-                    at=at,
-                    from_state=expected,
-                    to_state=target,
-                    actor=actor,
-                    reason=reason,
+            return self._move(run, target, at=at, actor=actor, reason=reason)
+
+    def hold(self, run_id: int, *, at: datetime) -> None:
+        with self._lock:
+            run, claim = self._run(run_id), self._claims.get(run_id)
+            if run.state not in HELD_STATES or claim is None or claim[0] != self.holder:
+                raise RunTakenOver(
+                    f"Run #{run_id} is no longer held by this bot process ({self.holder})."
                 )
+            self._claims[run_id] = (self.holder, as_utc(at) + self._claim)
+
+    def renew_claims(self, *, at: datetime) -> None:
+        with self._lock:
+            for run_id, (holder, _) in list(self._claims.items()):
+                if holder == self.holder:
+                    self._claims[run_id] = (holder, as_utc(at) + self._claim)
+
+    def lapsed(self, *, at: datetime) -> list[Run]:
+        with self._lock:
+            return [
+                r for r in sorted(self._runs.values(), key=lambda r: r.id) if self._lapsed(r, at)
+            ]
+
+    def take_over(
+        self, run_id: int, expected: RunState, *, at: datetime, reason: str
+    ) -> Run | None:
+        at = as_utc(at)
+        with self._lock:
+            run = self._run(run_id)
+            if run.state != expected or not self._lapsed(run, at):
+                return None
+            actor = f"bot ({self.holder})"
+            return self._move(run, RunState.INTERRUPTED, at=at, actor=actor, reason=reason)
+
+    def _lapsed(self, run: Run, at: datetime) -> bool:
+        claim = self._claims.get(run.id)
+        return run.state in HELD_STATES and (claim is None or claim[1] < as_utc(at))
+
+    def _move(self, run: Run, target: RunState, *, at: datetime, actor: str, reason: str) -> Run:
+        """The transition itself; the caller holds the lock and has checked the state."""
+        run_id, expected = run.id, run.state
+        check_transition(run_id, expected, target)
+        if target in ACTIVE_STATES:
+            self._check_instance_free(run)
+        if target in HELD_STATES:
+            self._claims[run_id] = (self.holder, at + self._claim)
+        else:
+            self._claims.pop(run_id, None)
+        moved = replace(run, state=target, updated_at=at)
+        self._runs[run_id] = moved
+        self._events[run_id].append(
+            RunEvent(
+                run_id=run_id,
+                at=at,
+                from_state=expected,
+                to_state=target,
+                actor=actor,
+                reason=reason,
             )
-            return moved
+        )
+        return moved
 
     def record_step(self, result: StepResult) -> None:
         finished = result.finished_at

@@ -39,13 +39,13 @@ from bot.console.pieces import (
     versions,
     when,
 )
-from bot.console.render_report import report_panel, report_parts, step_panel
+from bot.console.render_report import interrupted_text, report_panel, report_parts, step_panel
 from bot.console.render_schedule import digest_panel, reminder_panel, schedule_list, scheduled_table
 from bot.domain.plan import PlannedStep
 from bot.domain.run import Run, RunState
 from bot.domain.runbook import GateAction
 from bot.domain.templates import as_is, render_preview
-from bot.engine.service import Approval
+from bot.engine.approvals import Approval
 from commands.grammar import FORMS, UPGRADE_FORM
 from commands.views import (
     WHEN,
@@ -53,6 +53,7 @@ from commands.views import (
     DigestView,
     HelpView,
     HomeView,
+    InterruptedView,
     Notice,
     PlanView,
     ProgressView,
@@ -92,6 +93,8 @@ def render(view: View) -> RenderableType:
         if view.when is not None:
             body = body.replace(WHEN, when(view.when))
         return Text.assemble((f"{icon} ", style), body)
+    if isinstance(view, InterruptedView):
+        return interrupted_text(view)
     if isinstance(view, HelpView):
         return help_panel(view)
     if isinstance(view, PlanView):

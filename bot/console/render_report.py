@@ -40,7 +40,7 @@ from bot.console.pieces import (
 from bot.domain.output import CommandResult, Output
 from bot.domain.run import Phase, StepResult, StepStatus
 from bot.engine.report import RunReport
-from commands.views import StepView
+from commands.views import InterruptedView, StepView
 
 RESULT_MARKS = {
     StepStatus.STARTED: ("▶", "cyan"),
@@ -204,6 +204,20 @@ def startup_log(log: Output, patterns: Sequence[str]) -> list[RenderableType]:
             )
         )
     return parts
+
+
+def interrupted_text(view: InterruptedView) -> RenderableType:
+    run = view.run
+    choices = [f"/upgrade rollback {run.id}", f"/upgrade cancel {run.id}"]
+    if view.can_resume:
+        choices.insert(0, f"/upgrade resume {run.id}")
+    return Text.assemble(
+        ("⚠ ", "bold red"),
+        (f"Run #{run.id} was interrupted: ", "bold"),
+        line(view.reason, 1000),
+        "\nNothing runs again until an approver decides. Check the instance, then type one of: ",
+        (", ".join(choices), "bold"),
+    )
 
 
 def report_panel(report: RunReport, *, title: str) -> RenderableType:

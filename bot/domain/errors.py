@@ -144,6 +144,12 @@ class HttpCheckFailed(OperationalError):
     """The console (or another HTTP endpoint) could not be read."""
 
 
+class RunTakenOver(OperationalError):
+    """This process no longer holds the run: its claim ran out (it stopped renewing it, stalled
+    or lost the database) and another process marked the run interrupted. It must not run
+    another step of it."""
+
+
 class StoreUnavailable(OperationalError):
     """The bot's own database could not be used."""
 

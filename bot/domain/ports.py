@@ -156,11 +156,33 @@ class RunStore(Protocol):
         actor: str,
         reason: str = "",
     ) -> Run:
-        """Move a run from `expected` to `target` atomically and record the event.
+        """Move a run from `expected` to `target` atomically and record the event. Moving into a
+        held state (running, rolling back) gives this store's process the claim on the run, for
+        the store's lease; moving out of one ends the claim.
 
         Raises `InvalidTransition` when the run is no longer in `expected` or the move is not
         allowed, and `InstanceBusy` when `target` is active and another run holds the instance.
         """
+        ...
+
+    def hold(self, run_id: int, *, at: datetime) -> None:
+        """Renew this process's claim on a run it executes, before its next step. Raises
+        `RunTakenOver` when the claim is gone (the run was interrupted meanwhile)."""
+        ...
+
+    def renew_claims(self, *, at: datetime) -> None:
+        """Renew the claims of every run this process executes (the heartbeat)."""
+        ...
+
+    def lapsed(self, *, at: datetime) -> list[Run]:
+        """Runs in a held state whose claim ran out before `at`: their process died or stalled."""
+        ...
+
+    def take_over(
+        self, run_id: int, expected: RunState, *, at: datetime, reason: str
+    ) -> Run | None:
+        """Mark a run whose claim ran out `interrupted`, as `transition` would; None when its
+        claim was renewed or the run moved meanwhile (then nothing changed)."""
         ...
 
     def record_step(self, result: StepResult) -> None:

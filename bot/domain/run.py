@@ -52,6 +52,9 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
 # at a gate holds it, and so does an interrupted run until someone resumes, rolls back or cancels.
 ACTIVE_STATES = frozenset({S.RUNNING, S.WAITING, S.ROLLING_BACK, S.INTERRUPTED})
 FINAL_STATES = frozenset(state for state, nexts in TRANSITIONS.items() if not nexts)
+# States in which a process executes the run: it holds a claim on it (a lease in the store) and
+# renews it; a run whose claim ran out is taken over as interrupted by another process.
+HELD_STATES = frozenset({S.RUNNING, S.ROLLING_BACK})
 # Before the run starts: a scheduled run waits in these until its start time.
 PENDING_STATES = frozenset({S.PLANNED, S.AWAITING_APPROVAL, S.APPROVED})
 

@@ -6,23 +6,31 @@ it again without someone deciding so. A destructive step is refused unless this 
 backup of the host it runs on. A gate pauses the run (`waiting`) until an approver lets it go on;
 `resume` continues after the gate.
 
-When a step fails after a destructive step on the same host started, and the runbook says so,
-the rollback steps for that host run, and the run ends `rolled_back` or, loudly,
-`rollback_failed`. The other hosts are left as they are: in a phased upgrade, a failure on
-production rolls back production and leaves the verified non-production instance upgraded.
+When a step fails after a step that changes its host started, and the runbook says so, the
+rollback steps that undo what changed run, and the run ends `rolled_back` or, loudly,
+`rollback_failed`. In a phased upgrade a failure on production rolls back production and leaves
+non-production, approved at the gate, upgraded.
+
+The process executing a run holds a claim on it in the store and renews it before every step and
+transition; if another process took the run over as interrupted meanwhile (this one stalled past
+its claim), it stops at once. An interrupted run goes on only as a person decides: resumed from
+the step left in doubt, or rolled back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from bot.domain.errors import RunTakenOver
 from bot.domain.inventory import Inventory
 from bot.domain.output import Stream
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.ports import RunStore
 from bot.domain.run import (
+    HELD_STATES,
     REFUSED,
     Phase,
     Run,
@@ -37,6 +45,10 @@ from bot.engine.session import Ports, Sessions
 from bot.engine.steps import StepExecutor, StepOutcome
 
 log = logging.getLogger(__name__)
+
+IN_DOUBT = (
+    "interrupted: the bot stopped while this step ran, so its outcome on the instance is unknown"
+)
 
 
 class RunObserver(Protocol):
@@ -138,27 +150,101 @@ class Runner:
     def execute(self, run_id: int, *, actor: str) -> Run:
         """Run an approved run until it ends or waits at a gate. Raises `InstanceBusy` if it
         cannot start."""
-        with working_on(run_id):
-            run = self._store.get(run_id)
-            run = self._move(run, RunState.RUNNING, actor, "started")
-            run = self._continue(run, actor, start=0, captures={})
-            self._observer.finished(run)
-            return run
+
+        def work() -> Run:
+            run = self._move(self._store.get(run_id), RunState.RUNNING, actor, "started")
+            return self._continue(run, actor, start=0, captures={})
+
+        return self._drive(run_id, work)
 
     def resume(self, run_id: int, *, actor: str) -> Run:
         """Go on after the gate the run waits at (the service has moved it back to running)."""
-        with working_on(run_id):
+
+        def work() -> Run:
             run = self._store.get(run_id)
             results = self._store.steps(run_id)
             gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
             self._store.record_step(
                 replace(gate, status=StepStatus.SUCCEEDED, finished_at=self._ports.clock.now())
             )
-            captures = {
-                k: v for r in results if r.phase is Phase.UPGRADE for k, v in r.captures.items()
-            }
             start = next(i for i, p in enumerate(run.plan.steps) if p.step.id == gate.step_id) + 1
-            run = self._continue(run, actor, start=start, captures=captures)
+            return self._continue(run, actor, start=start, captures=_captured(results))
+
+        return self._drive(run_id, work)
+
+    def resume_interrupted(self, run_id: int, *, actor: str) -> Run:
+        """Go on with an interrupted run from its first step that did not succeed: the step
+        left in doubt runs again, because a person checked the instance and decided so (the
+        service has moved the run back to running)."""
+
+        def work() -> Run:
+            run = self._store.get(run_id)
+            results = self._close_in_doubt(run_id)
+            done = {
+                r.step_id
+                for r in results
+                if r.phase is Phase.UPGRADE and r.status is StepStatus.SUCCEEDED
+            }
+            start = next(
+                (i for i, p in enumerate(run.plan.steps) if p.step.id not in done),
+                len(run.plan.steps),
+            )
+            return self._continue(run, actor, start=start, captures=_captured(results))
+
+        return self._drive(run_id, work)
+
+    def roll_back_interrupted(self, run_id: int, *, actor: str) -> Run:
+        """Undo an interrupted run, as a person decided (the service has moved it to rolling
+        back): the rollback steps its started steps need, less those an earlier rollback of it
+        finished before the interruption."""
+
+        def work() -> Run:
+            run = self._store.get(run_id)
+            results = self._close_in_doubt(run_id)
+            undone = {
+                r.step_id
+                for r in results
+                if r.phase is Phase.ROLLBACK and r.status is StepStatus.SUCCEEDED
+            }
+            steps = tuple(
+                p
+                for p in needed_rollback(run.plan, results, automatic=True)
+                if p.step.id not in undone
+            )
+            captures = {k: v for r in results for k, v in r.captures.items()}
+            with self._sessions(run.plan) as sessions:
+                return self._undo(run, actor, steps, captures, sessions)
+
+        return self._drive(run_id, work)
+
+    def fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
+        """A gate was rejected: the run fails there, and the hosts that changed roll back."""
+
+        def work() -> Run:
+            run = self._store.get(run_id)
+            results = self._store.steps(run_id)
+            gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
+            now = self._ports.clock.now()
+            self._store.record_step(
+                replace(gate, status=StepStatus.FAILED, error=reason, finished_at=now)
+            )
+            captures = {k: v for r in results for k, v in r.captures.items()}
+            run = self._move(run, RunState.FAILED, actor, reason)
+            with self._sessions(run.plan) as sessions:
+                return self._roll_back(run, actor, captures, sessions)
+
+        return self._drive(run_id, work)
+
+    def _drive(self, run_id: int, work: Callable[[], Run]) -> Run:
+        """Do `work` on the run, telling the observer when it stops. If another process took
+        the run over meanwhile (this one had stopped renewing its claim), stop at once: that
+        process has said in the thread that the run was interrupted."""
+        with working_on(run_id):
+            try:
+                run = work()
+            except RunTakenOver as exc:
+                log.warning("run %s: %s", run_id, exc)
+                return self._store.get(run_id)
             self._observer.finished(run)
             return run
 
@@ -173,26 +259,17 @@ class Runner:
             run = self._move(run, RunState.FAILED, actor, stop.reason)
             return self._roll_back(run, actor, captures, sessions)
 
-    def fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
-        """A gate was rejected: the run fails there, and the hosts that changed roll back."""
-        with working_on(run_id):
-            return self._fail_at_gate(run_id, actor=actor, reason=reason)
-
-    def _fail_at_gate(self, run_id: int, *, actor: str, reason: str) -> Run:
-        run = self._store.get(run_id)
+    def _close_in_doubt(self, run_id: int) -> list[StepResult]:
+        """Record the steps an interruption left started as failed, outcome unknown."""
         results = self._store.steps(run_id)
-        gate = next(r for r in reversed(results) if r.status is StepStatus.WAITING)
-        self._store.record_step(
-            replace(
-                gate, status=StepStatus.FAILED, error=reason, finished_at=self._ports.clock.now()
-            )
-        )
-        captures = {k: v for r in results for k, v in r.captures.items()}
-        run = self._move(run, RunState.FAILED, actor, reason)
-        with self._sessions(run.plan) as sessions:
-            run = self._roll_back(run, actor, captures, sessions)
-        self._observer.finished(run)
-        return run
+        now = self._ports.clock.now()
+        closed = []
+        for result in results:
+            if result.status is StepStatus.STARTED:
+                result = replace(result, status=StepStatus.FAILED, finished_at=now, error=IN_DOUBT)
+                self._store.record_step(result)
+            closed.append(result)
+        return closed
 
     def _roll_back(
         self,
@@ -201,13 +278,24 @@ class Runner:
         captures: dict[str, str],
         sessions: Sessions,
     ) -> Run:
-        """Undo what the run changed (on every host, or only on the failed step's, as the
-        strategy says), if the runbook rolls back automatically."""
+        """Undo what the run changed (on every host, or only what changed since the last gate
+        passed, as the strategy says), if the runbook rolls back automatically."""
         plan = run.plan
         steps = needed_rollback(plan, self._store.steps(run.id), automatic=True)
         if not (plan.auto_rollback and steps):
             return run
         run = self._move(run, RunState.ROLLING_BACK, actor, "rolling back automatically")
+        return self._undo(run, actor, steps, captures, sessions)
+
+    def _undo(
+        self,
+        run: Run,
+        actor: str,
+        steps: tuple[PlannedStep, ...],
+        captures: dict[str, str],
+        sessions: Sessions,
+    ) -> Run:
+        """Run the rollback `steps` of a run that is rolling back, to its end."""
         undo = self._run_steps(run, Phase.ROLLBACK, steps, captures, sessions)
         if undo is None:
             return self._move(run, RunState.ROLLED_BACK, actor, "back on the previous version")
@@ -227,6 +315,7 @@ class Runner:
         sessions: Sessions,
     ) -> _Stop | None:
         for planned in steps:
+            self._store.hold(run.id, at=self._ports.clock.now())  # or stop: taken over
             step = planned.step
             started = StepResult(
                 run_id=run.id,
@@ -298,8 +387,15 @@ class Runner:
         self._observer.step_finished(run, result)
 
     def _move(self, run: Run, target: RunState, actor: str, reason: str) -> Run:
+        if run.state in HELD_STATES:
+            self._store.hold(run.id, at=self._ports.clock.now())  # or stop: taken over
         moved = self._store.transition(
             run.id, run.state, target, at=self._ports.clock.now(), actor=actor, reason=reason
         )
         self._observer.state_changed(moved, reason)
         return moved
+
+
+def _captured(results: list[StepResult]) -> dict[str, str]:
+    """The values the upgrade steps captured so far."""
+    return {k: v for r in results if r.phase is Phase.UPGRADE for k, v in r.captures.items()}

@@ -29,8 +29,9 @@ from bot.domain.schedule import (
     zone_named,
 )
 from bot.domain.start_time import parse_start
+from bot.engine.approvals import Approval
 from bot.engine.planning import UpgradeRequest
-from bot.engine.service import Approval, UpgradeService
+from bot.engine.service import UpgradeService
 
 ACTOR = "bot (schedule)"
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from bot.domain.approval import Decision, Tally, Vote, check_voter, tally
+from bot.domain.approval import Decision, Vote, check_voter, tally
 from bot.domain.conversation import EnvironmentLocked, EnvLock
 from bot.domain.errors import InvalidTransition, OperationalError, UserError
 from bot.domain.inventory import Inventory, Policy
@@ -22,9 +22,11 @@ from bot.domain.ports import Clock, Directory, EventLog, LockStore, RunStore, Th
 from bot.domain.run import ACTIVE_STATES, Run, RunState, StepStatus
 from bot.domain.runbook import Catalog
 from bot.domain.schedule import StartNotAllowed
+from bot.engine.approvals import Approval, NotAllowed, VoteOutcome, gate_digest
 from bot.engine.behind import Lag, behind_latest
 from bot.engine.fleet import FleetRunner, MemberObserver
 from bot.engine.planning import Planner, UpgradeRequest
+from bot.engine.recovery import check_decision
 from bot.engine.rollback_plan import rollback_plan
 from bot.engine.runner import Fanout, Runner, RunObserver, SilentObserver
 from bot.engine.session import Ports
@@ -45,42 +47,6 @@ PENDING_OR_DONE = (
     RunState.WAITING,
     RunState.SUCCEEDED,
 )
-
-
-def gate_digest(plan_digest: str, step_id: str) -> str:
-    """What votes at a gate are bound to: this plan, at this step."""
-    return f"{plan_digest}.{step_id}"
-
-
-class NotAllowed(UserError):
-    """The user may not do that to that run."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Approval:
-    """A run's approval state: the tally for its plan (or for the gate it waits at), who may
-    still approve, and until when."""
-
-    run: Run
-    tally: Tally
-    approvers: frozenset[str]
-    expires_at: datetime
-    digest: str  # what the votes are bound to: the plan, or the plan and the gate
-    gate: PlannedStep | None = None
-
-    @property
-    def waiting_for(self) -> tuple[str, ...]:
-        """Approvers who have not voted (the requester excluded when self-approval is off)."""
-        voted = set(self.tally.approved_by) | set(self.tally.rejected_by)
-        return tuple(sorted(self.approvers - voted))
-
-
-@dataclass(frozen=True, kw_only=True)
-class VoteOutcome:
-    approval: Approval
-    counted: bool  # False: a duplicate (Slack retry, second click), nothing changed
-    now_approved: bool  # this vote completed the approval: the caller starts the run
-    now_rejected: bool
 
 
 class UpgradeService:
@@ -352,6 +318,43 @@ class UpgradeService:
     def resume(self, run_id: int, observer: RunObserver | None = None) -> Run:
         """Go on after a gate that was approved."""
         return self._runner(observer).resume(run_id, actor="bot")
+
+    def decide_interrupted(self, run_id: int, *, user: str, resume: bool) -> Run:
+        """An approver decides how an interrupted run goes on: resumed from the step left in
+        doubt (`resume`), or rolled back. Moves the run, so this process holds it; then
+        `go_on` drives it. A run interrupted while rolling back can only roll back further."""
+        run = self.store.get(run_id)
+        if run.state is not RunState.INTERRUPTED:
+            raise InvalidTransition(
+                f"Run #{run_id} is {run.state.value.replace('_', ' ')}, not interrupted.",
+                f"See `/upgrade status {run_id}`.",
+            )
+        environment = run.plan.environment
+        if user not in self.approvers(environment):
+            raise NotAllowed(
+                f"Only an approver of {environment} may decide how interrupted run #{run_id} "
+                "goes on.",
+                "Ask one of them.",
+            )
+        check_decision(run, self.store.steps(run_id), resume=resume)
+        if resume and (refusal := self._refusal(run)):
+            raise UserError(f"Run #{run_id} cannot resume now. {refusal}", "")
+        verb = "resume it from the step left in doubt" if resume else "roll it back"
+        return self.store.transition(
+            run_id,
+            RunState.INTERRUPTED,
+            RunState.RUNNING if resume else RunState.ROLLING_BACK,
+            at=self.clock.now(),
+            actor=user,
+            reason=f"{user} decided to {verb}",
+        )
+
+    def go_on(self, run_id: int, observer: RunObserver | None = None) -> Run:
+        """Drive an interrupted run as `decide_interrupted` moved it: resumed, or rolled back."""
+        runner = self._runner(observer)
+        if self.store.get(run_id).state is RunState.ROLLING_BACK:
+            return runner.roll_back_interrupted(run_id, actor="bot")
+        return runner.resume_interrupted(run_id, actor="bot")
 
     def reject_gate(self, run_id: int, observer: RunObserver | None = None) -> Run:
         """Fail a run at the gate it waits at, rolling that host back where the runbook says."""

@@ -25,7 +25,7 @@ from bot.slack.blocks import (
     parse_button_value,
     parse_plan_latest_value,
 )
-from bot.slack.blocks_report import ROLLBACK_ACTION
+from bot.slack.blocks_report import RESUME_ACTION, ROLLBACK_ACTION
 from bot.workers import Busy, WorkerPool
 from commands.conversation import Conversation
 from commands.grammar import Upgrade, parse
@@ -109,17 +109,25 @@ def build_app(
     def on_reject(ack: Ack, body: dict[str, Any]) -> None:
         on_button(ack, body, Decision.REJECT)
 
-    @app.action(ROLLBACK_ACTION)
-    def on_rollback(ack: Ack, body: dict[str, Any]) -> None:
+    def on_run_button(ack: Ack, body: dict[str, Any], verb: str) -> None:
+        """A button that names a run: as if its clicker typed `/upgrade <verb> <run>`."""
         ack()
         run = body["actions"][0].get("value", "")
         if not run.isdigit():
-            log.warning("ignored a rollback button with an unexpected value")
+            log.warning("ignored a %s button with an unexpected value", verb)
             return
         channel = body.get("container", {}).get("channel_id") or body["channel"]["id"]
         hand_off(
-            conversation.command, text=f"rollback {run}", user=body["user"]["id"], channel=channel
+            conversation.command, text=f"{verb} {run}", user=body["user"]["id"], channel=channel
         )
+
+    @app.action(ROLLBACK_ACTION)
+    def on_rollback(ack: Ack, body: dict[str, Any]) -> None:
+        on_run_button(ack, body, "rollback")
+
+    @app.action(RESUME_ACTION)
+    def on_resume(ack: Ack, body: dict[str, Any]) -> None:
+        on_run_button(ack, body, "resume")
 
     @app.action(PLAN_LATEST_ACTION)
     def on_plan_latest(ack: Ack, body: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from bot.engine.service import Approval
+from bot.engine.approvals import Approval
 from bot.slack.blocks_kit import (
     FALLBACK_TEXT,
     HOME_BLOCKS,
@@ -46,7 +46,13 @@ from bot.slack.blocks_plan import (
     plan_text,
     step_sections,
 )
-from bot.slack.blocks_report import report_blocks, summary_blocks, summary_text
+from bot.slack.blocks_report import (
+    interrupted_blocks,
+    interrupted_text,
+    report_blocks,
+    summary_blocks,
+    summary_text,
+)
 from bot.slack.blocks_run import (
     STATE_EMOJI,
     progress_blocks,
@@ -75,6 +81,7 @@ from commands.views import (
     DigestView,
     HelpView,
     HomeView,
+    InterruptedView,
     Notice,
     PlanView,
     ProgressView,
@@ -138,6 +145,8 @@ def render_home(view: HomeView) -> dict[str, Any]:
 def _render(view: View) -> tuple[list[Block], str]:
     if isinstance(view, Notice):
         return notice_blocks(view), notice_text(view)
+    if isinstance(view, InterruptedView):
+        return interrupted_blocks(view), interrupted_text(view)
     if isinstance(view, HelpView):
         return help_blocks(view), "How to use /upgrade"
     if isinstance(view, PlanView):

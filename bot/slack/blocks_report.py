@@ -38,7 +38,7 @@ from bot.slack.blocks_run import (
     step_number,
     verdict,
 )
-from commands.views import SummaryView
+from commands.views import InterruptedView, SummaryView
 
 ERROR_MARK = "!! "  # prefixes a start-up log line that matches an error pattern
 PLAIN_MARK = "   "
@@ -50,6 +50,7 @@ VERIFICATION_LINES = 30
 
 
 ROLLBACK_ACTION = "upgrade_rollback"
+RESUME_ACTION = "upgrade_resume"
 
 
 def summary_blocks(report: RunReport) -> list[Block]:
@@ -81,6 +82,58 @@ def summary_blocks(report: RunReport) -> list[Block]:
             }
         )
     return blocks
+
+
+def interrupted_blocks(view: InterruptedView) -> list[Block]:
+    """The news that a run was cut off, with what an approver may do: resume or roll back."""
+    run = view.run
+    choices = [
+        button(
+            "Roll back…",
+            ROLLBACK_ACTION,
+            str(run.id),
+            style="danger",
+            confirm=confirm_dialog(
+                f"Roll back run #{run.id} now?",
+                "Its rollback steps start at once. Check the instance first: the step left in "
+                "doubt may or may not have run.",
+                "Roll back",
+            ),
+        )
+    ]
+    if view.can_resume:
+        choices.insert(
+            0,
+            button(
+                "Resume…",
+                RESUME_ACTION,
+                str(run.id),
+                confirm=confirm_dialog(
+                    f"Resume run #{run.id}?",
+                    "The step left in doubt runs again, then the rest of the plan. Check the "
+                    "instance first: that step may or may not have run.",
+                    "Resume",
+                ),
+            ),
+        )
+    forms = f"`/upgrade rollback {run.id}`, `/upgrade cancel {run.id}`"
+    if view.can_resume:
+        forms = f"`/upgrade resume {run.id}`, " + forms
+    return [
+        section(
+            f"{STATE_EMOJI[RunState.INTERRUPTED]} *Run #{run.id} was interrupted:* "
+            f"{phrase(escape(view.reason), 2000)}"
+        ),
+        section(
+            "Nothing runs again until an approver decides. Check the instance, then choose "
+            f"(or type {forms}):"
+        ),
+        {"type": "actions", "elements": choices},
+    ]
+
+
+def interrupted_text(view: InterruptedView) -> str:
+    return f"Run #{view.run.id} was interrupted: {view.reason}"
 
 
 def manual_blocks(report: RunReport) -> list[Block]:

@@ -7,6 +7,7 @@ progress notifier throttles its edits. Slack API errors stop here and become `Ch
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -21,6 +22,25 @@ from commands.views import HomeView, View
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 5
+UNREACHABLE = "unreachable"  # the error counted when Slack could not be reached at all
+
+# Told of every failed Web API call: (method, Slack's error code or UNREACHABLE). The metrics.
+SlackErrors = Callable[[str, str], None]
+
+
+def _no_count(method: str, error: str) -> None:
+    pass
+
+
+def _error_code(exc: SlackApiError) -> str:
+    return str(exc.response.get("error", "unknown_error")) if exc.response else "no response"
+
+
+def _method_name(exc: SlackApiError | None, method: str) -> str:
+    """Slack's name of the method that failed (`chat.postMessage`): from the URL called when
+    there is a response, else from the client method's name."""
+    url = getattr(exc.response, "api_url", "") if exc is not None and exc.response else ""
+    return url.rsplit("/", 1)[-1] if url else method.replace("_", ".")
 
 
 class ChatUnavailable(OperationalError):
@@ -37,9 +57,12 @@ def slack_client(token: str, base_url: str) -> WebClient:
 class SlackChat:
     """Implements `commands.chat.Chat` with a `WebClient`."""
 
-    def __init__(self, client: WebClient, redactor: Redactor) -> None:
+    def __init__(
+        self, client: WebClient, redactor: Redactor, *, on_error: SlackErrors = _no_count
+    ) -> None:
         self._client = client
         self._redact = redactor
+        self._on_error = on_error
 
     def post(
         self, channel: str, view: View, *, thread_ts: str | None = None, broadcast: bool = False
@@ -93,28 +116,33 @@ class SlackChat:
         try:
             return getattr(self._client, method)(**safe)
         except SlackApiError as exc:
-            error = exc.response.get("error", "unknown_error") if exc.response else "no response"
+            error = _error_code(exc)
+            self._on_error(_method_name(exc, method), error)
             raise ChatUnavailable(f"Slack refused {method}: {error}.") from exc
         except (SlackClientError, OSError) as exc:
+            self._on_error(_method_name(None, method), UNREACHABLE)
             raise ChatUnavailable(f"Slack could not be reached for {method}: {exc}.") from exc
 
 
 class SlackDirectory:
     """Implements `Directory` with the Web API (user group members, people's time zones)."""
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, *, on_error: SlackErrors = _no_count) -> None:
         self._client = client
+        self._on_error = on_error
 
     def group_members(self, group: str) -> frozenset[str]:
         try:
             response = self._client.usergroups_users_list(usergroup=group)
         except SlackApiError as exc:
-            error = exc.response.get("error", "unknown_error") if exc.response else "no response"
+            error = _error_code(exc)
+            self._on_error("usergroups.users.list", error)
             raise ChatUnavailable(
                 f"Slack could not list the members of user group {group}: {error}. Check the "
                 "group id in the policy (S...) and the bot's usergroups:read scope."
             ) from exc
         except (SlackClientError, OSError) as exc:
+            self._on_error("usergroups.users.list", UNREACHABLE)
             raise ChatUnavailable(f"Slack could not be reached for user group {group}.") from exc
         return frozenset(response.get("users", []))
 
@@ -123,6 +151,8 @@ class SlackDirectory:
         try:
             response = self._client.users_info(user=user)
         except (SlackApiError, SlackClientError, OSError) as exc:
+            code = _error_code(exc) if isinstance(exc, SlackApiError) else UNREACHABLE
+            self._on_error("users.info", code)
             log.warning("could not read the time zone of %s: %s", user, exc)
             return None
         zone = (response.get("user") or {}).get("tz")

@@ -100,6 +100,6 @@ def test_plan_refuses_a_malformed_version_in_one_sentence(myst_deployment: Deplo
 def test_db_upgrade_creates_the_schema(fresh_url: str):
     done = bot("db", "upgrade", DATABASE_URL=fresh_url)
     assert done.returncode == 0, done.stderr
-    assert "The database is at revision 0004." in done.stdout
+    assert "The database is at revision 0005." in done.stdout
     again = bot("db", "upgrade", DATABASE_URL=fresh_url)
     assert again.returncode == 0

@@ -56,15 +56,21 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def test_head_is_0004_on_top_of_0003_0002_and_0001() -> None:
+def test_head_is_0005_on_top_of_0004_0003_0002_and_0001() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert head() == {"0004"}
-    assert [r.revision for r in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert head() == {"0005"}
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
 
 
 def test_upgrade_reaches_head_and_is_idempotent(fresh_url: str, engine: Engine) -> None:
     assert current_revisions(engine) == set()
-    assert upgrade_schema(fresh_url) == "0004"
+    assert upgrade_schema(fresh_url) == "0005"
     assert current_revisions(engine) == head()
     assert set(inspect(engine).get_table_names()) == TABLES
 
@@ -153,10 +159,10 @@ def test_head_goes_down_to_0001_and_up_again_keeping_the_runs(
     downgrade(engine, "0001")
     assert current_revisions(engine) == {"0001"}
     assert set(inspect(engine).get_table_names()) == TABLES_0001
-    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0004"):
+    with pytest.raises(StoreOutdated, match="is at revision 0001, but this bot needs 0005"):
         SqlRunStore(engine)
 
-    assert upgrade_schema(fresh_url) == "0004"
+    assert upgrade_schema(fresh_url) == "0005"
     assert set(inspect(engine).get_table_names()) == TABLES
     store = SqlRunStore(engine)
     assert store.get(run.id) == run  # 0001's tables were left alone
@@ -200,7 +206,7 @@ def test_0003_goes_down_to_0002_and_up_again_keeping_one_vote_per_user_and_decis
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(again)  # one vote per (run, user, decision) again
 
-    assert upgrade_schema(fresh_url) == "0004"
+    assert upgrade_schema(fresh_url) == "0005"
     store = SqlRunStore(engine)
     assert store.votes(run.id) == kept  # 0002's votes come through 0003 as they were
     assert store.add_vote(cast(run.id, "@cy", gate, 4)) is True
@@ -221,11 +227,12 @@ def test_0004_goes_down_to_0003_and_up_again_keeping_the_runs_without_start_time
 
     downgrade(engine, "0003")
     assert current_revisions(engine) == {"0003"}
+    assert "holder" not in {c["name"] for c in inspect(engine).get_columns("runs")}
     assert set(inspect(engine).get_table_names()) == TABLES - TABLES_0004
     assert "starts_at" not in {c["name"] for c in inspect(engine).get_columns("runs")}
     assert active_index_states(engine) == {state.value for state in ACTIVE_STATES}
 
-    assert upgrade_schema(fresh_url) == "0004"
+    assert upgrade_schema(fresh_url) == "0005"
     store = SqlRunStore(engine)
     assert store.get(now.id) == now
     assert store.get(later.id).starts_at is None  # 0003 kept no start time to bring back
@@ -289,3 +296,25 @@ def test_urls_default_to_sqlite_under_var_and_plain_postgresql_uses_psycopg(
     assert pragmas["journal_mode"] == "wal"
     assert pragmas["foreign_keys"] == 1
     assert pragmas["busy_timeout"] == SQLITE_BUSY_TIMEOUT_MS
+
+
+def test_0005_goes_down_to_0004_and_up_again_keeping_a_running_run_without_its_claim(
+    fresh_url: str, engine: Engine
+) -> None:
+    upgrade_schema(fresh_url)
+    store = SqlRunStore(engine, holder="bot-a")
+    run = store.create(make_plan(), requested_by="@ana", at=AT)
+    for before, after in (
+        (RunState.PLANNED, RunState.AWAITING_APPROVAL),
+        (RunState.AWAITING_APPROVAL, RunState.APPROVED),
+        (RunState.APPROVED, RunState.RUNNING),
+    ):
+        store.transition(run.id, before, after, at=AT, actor="@bo")
+    assert store.lapsed(at=at(0.1)) == []
+
+    downgrade(engine, "0004")
+    assert "held_until" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    assert upgrade_schema(fresh_url) == "0005"
+    # the claim is gone with its columns: the next bot to look takes the run over
+    [lapsed] = SqlRunStore(engine, holder="bot-b").lapsed(at=at(0.1))
+    assert (lapsed.id, lapsed.state) == (run.id, RunState.RUNNING)

@@ -9,14 +9,8 @@ and not run. Two processes serving at once: one schedules, and the run still sta
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,26 +20,13 @@ import yaml
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from bot.domain.run import Run, RunState
 from bot.sandbox import create_sandbox
-from tests.hostkit.services import free_port
-from tests.hostkit.slackbot import CHANNEL, SIGNING_SECRET, text_of, wait_for
+from tests.hostkit.botprocess import Served, serve, wait_healthy
+from tests.hostkit.slackbot import CHANNEL, text_of, wait_for
 from tests.slackemu import requests as slack
 from tests.slackemu.server import SlackEmulator
 from tests.slackemu.workspace import Message
 
-ROOT = Path(__file__).resolve().parents[2]
 LEAD = 7.0  # seconds from asking to the start: planning and approving fit well within it
-
-
-@dataclass
-class Served:
-    """One `python -m bot serve` process and its log."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 class Deployment:
@@ -69,43 +50,24 @@ class Deployment:
 
     def start(self, *names: str) -> Served:
         """Start a process per name, all at once; returns the last, once every one answers."""
-        started = [self._launch(name) for name in names]
-        for served in started:
-            wait_for(
-                f"{served.log.stem} to answer /healthz", lambda s=served: _healthy(s), timeout=30
+        started = [
+            serve(
+                name,
+                self.folder,
+                config=self.config,
+                database=self.database,
+                slack_url=self.slack.url,
             )
+            for name in names
+        ]
+        self.processes += started
+        wait_healthy(*started)
         return started[-1]
-
-    def _launch(self, name: str) -> Served:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-        env.update(
-            SLACK_BOT_TOKEN="xoxb-test",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=self.slack.url,
-            DATABASE_URL=self.database,
-            BOT_CONFIG=str(self.config),
-        )
-        log = self.folder / f"{name}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        served = Served(process=process, url=f"http://127.0.0.1:{port}", log=log)
-        self.processes.append(served)
-        return served
-
-    def sender(self, served: Served) -> slack.SlackSender:
-        return slack.SlackSender(f"{served.url}/slack/events", SIGNING_SECRET)
 
     def schedule_and_approve(self, served: Served) -> tuple[Message, datetime]:
         """alice asks for the upgrade a few seconds ahead, bob approves; (plan, start time)."""
         starts = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD)
-        sender = self.sender(served)
+        sender = served.sender()
         text = f"myst 3.9.1 at={starts:%Y-%m-%dT%H:%M:%S}Z"
         assert sender.send(*slack.slash_command(text, "alice", CHANNEL))[0] == 200
         plan = wait_for("the plan", lambda: self.plans())[-1]
@@ -146,28 +108,7 @@ class Deployment:
 
     def stop_all(self) -> None:
         for served in self.processes:
-            if served.process.poll() is None:
-                served.process.terminate()
-                try:
-                    served.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    served.process.kill()
-
-
-def _healthy(served: Served) -> bool:
-    if served.process.poll() is not None:
-        raise AssertionError(f"serve exited {served.process.returncode}:\n{served.text()}")
-    try:
-        with urllib.request.urlopen(f"{served.url}/healthz", timeout=1) as response:  # noqa: S310
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def kill(served: Served) -> None:
-    """SIGKILL: no shutdown, the lease is not given up, like a crash or an OOM kill."""
-    os.kill(served.process.pid, signal.SIGKILL)
-    served.process.wait(timeout=10)
+            served.stop()
 
 
 def sleep_until(moment: datetime) -> None:
@@ -195,7 +136,7 @@ def test_a_run_scheduled_before_a_crash_starts_once_after_the_restart(deployment
     deployment = deployment_factory("run")
     first = deployment.start("first")
     plan, starts = deployment.schedule_and_approve(first)
-    kill(first)  # before the start time
+    first.kill()  # before the start time
     assert datetime.now(UTC) < starts
     sleep_until(starts + timedelta(seconds=0.5))
 
@@ -221,7 +162,7 @@ def test_with_missed_start_report_a_start_missed_while_down_is_reported_not_run(
     deployment = deployment_factory("report")
     first = deployment.start("first")
     plan, starts = deployment.schedule_and_approve(first)
-    kill(first)
+    first.kill()
     sleep_until(starts + timedelta(seconds=0.5))
     deployment.start("second")
     [told] = wait_for("the report", lambda: deployment.said(plan.ts, "did not start"), timeout=30)

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.sql_store import upgrade_schema
 from bot.sandbox import create_sandbox
+from tests.hostkit.services import free_port
 from tests.hostkit.slackbot import text_of
 from tests.slackemu.server import SlackEmulator
 from tests.slackemu.workspace import APP_ID, BOT_USER_ID, Message, Person
@@ -178,7 +179,7 @@ def served(slack_api: SlackEmulator, tmp_path: Path) -> Iterator[Served]:
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
+            [sys.executable, "-m", "bot", "serve", "--port", str(free_port())],
             cwd=ROOT,
             env=environment,
             stdout=sink,

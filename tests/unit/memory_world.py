@@ -10,6 +10,7 @@ from adapters.memory.docker import MemoryContainerEngine, MemoryDockerConnector,
 from adapters.memory.http import MemoryHttpCheck
 from adapters.memory.shell import MemoryShell, MemoryShellConnector
 from adapters.memory.store import MemoryRunStore
+from bot.console.session import NoDirectory
 from bot.domain.inventory import (
     DockerEndpoint,
     Environment,
@@ -21,6 +22,7 @@ from bot.domain.inventory import (
 )
 from bot.engine.planning import Planner
 from bot.engine.runner import Runner
+from bot.engine.service import UpgradeService
 from bot.engine.session import Ports
 from bot.runbooks import BUNDLED, load_runbooks
 
@@ -102,6 +104,19 @@ class MemoryWorld:
 
     def runner(self, observer=None) -> Runner:  # type: ignore[no-untyped-def]
         return Runner(self.store, self.inventory, self.ports, observer)
+
+    def service(self) -> UpgradeService:
+        """The upgrade service on this world, as the chat surfaces use it."""
+        return UpgradeService(
+            catalog=load_runbooks(BUNDLED),
+            inventory=self.inventory,
+            ports=self.ports,
+            store=self.store,
+            directory=NoDirectory(),
+        )
+
+
+IN_PLACE = ["pull", "backup", "check-backup", "stop", "start", "startup-log", "console"]
 
 
 def script_myst(shell: MemoryShell) -> MemoryShell:

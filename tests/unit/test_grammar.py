@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from commands.grammar import (
+    Resume,
+    Rollback,
     ScheduleCancel,
     ScheduleList,
     Upgrade,
@@ -67,3 +69,10 @@ def test_mistakes_get_one_sentence_and_the_form(text: str, problem: str) -> None
         parse(text)
     assert caught.value.problem == problem
     assert "Use:" in caught.value.fix
+
+
+def test_resume_and_rollback_name_one_run() -> None:
+    assert parse("resume 7") == Resume(7)
+    assert parse("rollback #7") == Rollback(7)
+    with pytest.raises(UsageError, match="needs a run number"):
+        parse("resume")

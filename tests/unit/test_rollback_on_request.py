@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import pytest
 
-from bot.console.session import NoDirectory
 from bot.domain.approval import Decision
 from bot.domain.errors import InvalidTransition, UserError
 from bot.domain.inventory import Policy
@@ -12,20 +11,9 @@ from bot.domain.run import RunState
 from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.service import UpgradeService
-from bot.runbooks import BUNDLED, load_runbooks
 from tests.unit.memory_world import BACKUP, MemoryWorld, console_page, myst_world
 
 POLICY = Policy(approvers=("U2",), approvals_required=1)
-
-
-def _service(world: MemoryWorld) -> UpgradeService:
-    return UpgradeService(
-        catalog=load_runbooks(BUNDLED),
-        inventory=world.inventory,
-        ports=world.ports,
-        store=world.store,
-        directory=NoDirectory(),
-    )
 
 
 def _run(service: UpgradeService, approval) -> int:  # type: ignore[no-untyped-def]
@@ -42,7 +30,7 @@ def _upgraded(world: MemoryWorld, service: UpgradeService) -> int:
 
 def test_a_succeeded_upgrade_can_be_rolled_back_on_request():
     world = myst_world(POLICY)
-    service = _service(world)
+    service = world.service()
     upgrade = _upgraded(world, service)
     world.http.set_page("http://myst-prod.test/console/", console_page("3.9.0.3"))
     approval = service.request_rollback(upgrade, requester="U1")
@@ -68,7 +56,7 @@ def test_a_succeeded_upgrade_can_be_rolled_back_on_request():
 def test_a_run_that_changed_nothing_has_nothing_to_roll_back():
     world = myst_world(POLICY)
     world.shell.on(r"/bin/backup-database\.sh", exit_code=1, stderr="disk full\n")
-    service = _service(world)
+    service = world.service()
     plan = service.plan(UpgradeRequest(product="myst", version="3.9.1"))
     # without `pull`, whose new tag is a change: the run fails at its first step, the backup
     plan = replace(plan, steps=plan.steps[1:], digest="")
@@ -80,7 +68,7 @@ def test_a_run_that_changed_nothing_has_nothing_to_roll_back():
 
 def test_a_rolled_back_run_or_a_second_request_is_refused():
     world = myst_world(POLICY)
-    service = _service(world)
+    service = world.service()
     upgrade = _upgraded(world, service)
     service.request_rollback(upgrade, requester="U1")
     with pytest.raises(InvalidTransition, match="already rolls back"):
@@ -93,7 +81,7 @@ def test_a_failed_rollback_says_what_is_left_to_do_by_hand():
     world = myst_world(POLICY)
     world.http.set_page("http://myst-prod.test/console/", console_page("3.9.0.3"))
     world.shell.on(r"/bin/update-database\.sh", exit_code=1, stderr="cannot load backup\n")
-    service = _service(world)
+    service = world.service()
     approval = service.request(UpgradeRequest(product="myst", version="3.9.1"), requester="U1")
     run = service.run(_run(service, approval))
     assert run.state is RunState.ROLLBACK_FAILED

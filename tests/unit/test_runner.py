@@ -9,11 +9,10 @@ from bot.domain.errors import InstanceBusy
 from bot.domain.plan import PlannedStep
 from bot.domain.run import Phase, RunState, StepStatus
 from bot.engine.planning import UpgradeRequest
-from bot.engine.recovery import interrupt_unfinished
 from bot.engine.report import build_report
 from bot.engine.runner import SilentObserver
-from tests.factories import make_plan, make_result, make_step, started
-from tests.unit.memory_world import BACKUP, IMAGE, MemoryWorld, console_page, myst_world
+from tests.factories import make_plan, make_step
+from tests.unit.memory_world import BACKUP, IMAGE, IN_PLACE, MemoryWorld, console_page, myst_world
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
@@ -41,15 +40,7 @@ def test_a_clean_upgrade_succeeds_with_its_evidence():
     world = myst_world()
     run, steps = _run(world)
     assert run.state is RunState.SUCCEEDED
-    assert [s.step_id for s in steps] == [
-        "pull",
-        "backup",
-        "check-backup",
-        "stop",
-        "start",
-        "startup-log",
-        "console",
-    ]
+    assert [s.step_id for s in steps] == IN_PLACE
     assert all(s.status is StepStatus.SUCCEEDED for s in steps)
     report = build_report(run, steps)
     assert report.backup_path == BACKUP
@@ -223,19 +214,6 @@ def test_a_second_run_on_a_busy_instance_is_refused():
     world.store.transition(first, RunState.APPROVED, RunState.RUNNING, at=NOW, actor="U2")
     with pytest.raises(InstanceBusy):
         world.runner().execute(_approved(world), actor="U2")
-
-
-def test_after_a_crash_the_started_step_is_named_and_nothing_reruns():
-    world = myst_world()
-    run_id = _approved(world)
-    world.store.transition(run_id, RunState.APPROVED, RunState.RUNNING, at=NOW, actor="U2")
-    world.store.record_step(started(make_result(run_id=run_id, step_id="stop")))
-    [run] = interrupt_unfinished(world.store, world.clock)
-    assert run.state is RunState.INTERRUPTED
-    reason = world.store.events(run_id)[-1].reason
-    assert "`stop`" in reason
-    assert "unknown" in reason
-    assert world.shell.commands == []
 
 
 def test_a_followed_log_past_the_steps_own_timeout_fails_as_a_timeout():

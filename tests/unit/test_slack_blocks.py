@@ -14,8 +14,8 @@ from bot.domain.approval import Tally
 from bot.domain.output import CommandResult, Output
 from bot.domain.plan import Plan, PlannedStep
 from bot.domain.run import Phase, Run, RunState, StepResult, StepStatus, VerificationResult
+from bot.engine.approvals import Approval
 from bot.engine.report import RunReport, build_report
-from bot.engine.service import Approval
 from bot.slack.blocks import (
     APPROVE_ACTION,
     APPROVE_REACTIONS,
@@ -27,10 +27,12 @@ from bot.slack.blocks import (
     render_home,
 )
 from bot.slack.blocks_kit import cap_blocks, context, section
+from bot.slack.blocks_report import RESUME_ACTION, ROLLBACK_ACTION
 from commands.views import (
     ApprovalView,
     HelpView,
     HomeView,
+    InterruptedView,
     Notice,
     PlanView,
     ProgressView,
@@ -245,6 +247,11 @@ def sample_views() -> list[View]:
         RunListView(title="History", runs=(run, make_run(id=13))),
         RunListView(title="History", runs=()),
         HomeView(user="U0BOB", active=(run,), awaiting=(make_approval(),), recent=(run,)),
+        InterruptedView(
+            run=make_run(state=RunState.INTERRUPTED),
+            reason="The bot process running it stopped while step 4 `stop` was running.",
+            can_resume=True,
+        ),
     ]
 
 
@@ -353,6 +360,7 @@ def nasty_views() -> Iterator[tuple[str, View]]:
         backup_path=HUGE,
     )
     yield "notice", Notice(text=NASTY * 100_000, tone=Tone.ERROR)
+    yield "interrupted", InterruptedView(run=runs[1], reason=NASTY * 100_000, can_resume=False)
     yield "help", HelpView(products=(NASTY * 50,) * 500, environments=(HUGE,) * 500)
     yield "plan", PlanView(plan=plan, requested_by=NASTY, run_id=10**30)
     yield "dry run", PlanView(plan=plan, requested_by="U" * 5000)
@@ -743,3 +751,20 @@ def test_the_safety_net_keeps_the_footer_and_says_what_it_cut() -> None:
     assert capped[-2] == context("_… 49 more parts not shown: the message would be too long._")
     assert len(capped) == 13  # 11 parts of ~1,000 characters, the note, the footer
     assert cap_blocks(blocks[:3], max_blocks=50, max_chars=12_000) == blocks[:3]
+
+
+def test_an_interrupted_run_offers_resume_and_rollback_by_run_number() -> None:
+    run = make_run(id=7, state=RunState.INTERRUPTED)
+    view = InterruptedView(run=run, reason="It stopped at step 4 `stop`.", can_resume=True)
+    message = render(view)
+    buttons = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        (RESUME_ACTION, "7"),
+        (ROLLBACK_ACTION, "7"),
+    ]
+    assert all("confirm" in b for b in buttons)  # a click is asked again: it acts at once
+    assert "`/upgrade resume 7`" in texts(message.blocks)
+    rolling_back = render(replace(view, can_resume=False))
+    buttons = [e for b in rolling_back.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [b["action_id"] for b in buttons] == [ROLLBACK_ACTION]
+    assert "resume" not in texts(rolling_back.blocks)
