@@ -20,3 +20,11 @@ def print_conditions() -> None:
     if one > BUSY_LOAD:
         print("  the machine is busy with other work: expect slower and noisier figures")
     print()
+
+
+def print_load_after() -> None:
+    """The load average again at the end: a run takes minutes, and others may have started."""
+    one, five, _ = os.getloadavg()
+    print(f"\nload average at the end: {one:.2f} (1 min), {five:.2f} (5 min)")
+    if one > BUSY_LOAD:
+        print("  the machine was busy with other work: expect slower and noisier figures")

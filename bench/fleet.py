@@ -12,7 +12,6 @@ what connecting costs at this concurrency, once more with the connection inside 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import threading
@@ -20,15 +19,15 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack, closing, nullcontext
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
-
-import paramiko  # noqa: TID251 (raw paramiko is the baseline the bot is measured against)
 
 from adapters.clock import SystemClock
 from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
 from adapters.memory.http import MemoryHttpCheck
+from adapters.memory.store import MemoryRunStore
 from adapters.sql_store import SqlRunStore, upgrade_schema
-from bench.conditions import print_conditions
+from bench.conditions import print_conditions, print_load_after
 from bench.step_overhead import (
     COMMANDS,
     STEPS,
@@ -38,11 +37,13 @@ from bench.step_overhead import (
     TallyingConnector,
     TallyingStore,
     Work,
+    connect_and_run,
     measure,
     raw_paramiko,
 )
 from bot.domain.inventory import Environment, Instance, Inventory, SshTarget
 from bot.domain.plan import Plan, PlannedStep
+from bot.domain.ports import RunStore
 from bot.domain.run import Run, RunState, StepResult
 from bot.domain.runbook import MemberAction, ShellAction, Step
 from bot.engine.fleet import FleetRunner
@@ -55,6 +56,7 @@ from tests.hostkit.sshd import SshServer
 INSTANCES = 20
 BATCHES = (1, 5, 20)
 HEADLINE = f"bot, FleetRunner, batch {INSTANCES}"
+MEMORY = "in-memory store twin"
 BASELINE = f"raw paramiko, {INSTANCES} threads"
 
 
@@ -79,6 +81,10 @@ class FleetStore(TallyingStore):
     def record_step(self, result: StepResult) -> None:
         with self.tally.part("store: step records"), self._writer:
             SqlRunStore.record_step(self, result)
+
+    def hold(self, run_id: int, *, at: datetime) -> None:
+        with self.tally.part("store: claim renewals"), self._writer:
+            SqlRunStore.hold(self, run_id, at=at)
 
 
 class Milestones(SilentObserver):
@@ -132,7 +138,7 @@ def fleet_plan(targets: list[SshTarget], batch_size: int) -> tuple[Plan, Invento
 
 
 def through_the_fleet_runner(
-    targets: list[SshTarget], store: FleetStore, tally: Tally, batch_size: int, marks: Milestones
+    targets: list[SshTarget], store: RunStore, tally: Tally, batch_size: int, marks: Milestones
 ) -> Ready:
     plan, inventory = fleet_plan(targets, batch_size)
     ports = Ports(
@@ -191,35 +197,13 @@ def in_threads(works: list[Work]) -> Work:
     return work
 
 
-def connect_and_run(target: SshTarget) -> Work:
-    """Raw paramiko with the connection inside the clock: connect, ten commands, close."""
-
-    def work() -> None:
-        sock = socket.create_connection((target.host, target.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(target.known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        with closing(client):
-            client.connect(
-                target.host, port=target.port, username=target.user, sock=sock, allow_agent=False,
-                look_for_keys=False, pkey=paramiko.PKey.from_path(target.key_file),
-            )  # fmt: skip
-            for command in COMMANDS:
-                _stdin, stdout, stderr = client.exec_command(command)
-                stdout.read()
-                stderr.read()
-                if stdout.channel.recv_exit_status() != 0:
-                    raise RuntimeError(f"`{command}` failed over paramiko")
-
-    return work
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant (>= 2)")
     parser.add_argument(
-        "--diagnose", action="store_true", help="also: batch 20 with the store's writes queued"
+        "--diagnose",
+        action="store_true",
+        help="also: batch 20 with the store's writes queued, and with the in-memory store twin",
     )
     args = parser.parse_args()
     repeat = max(2, args.repeat)
@@ -233,12 +217,19 @@ def main() -> None:
         targets = [server.target() for server in servers]
         url = f"sqlite:///{workdir}/bot.db"
         upgrade_schema(url)
-        variants = [(f"bot, FleetRunner, batch {batch}", batch, False) for batch in BATCHES]
+        variants = [(f"bot, FleetRunner, batch {batch}", batch, "") for batch in BATCHES]
         if args.diagnose:
-            variants.append((f"bot, batch {INSTANCES}, writes queued in-process", INSTANCES, True))
-        for name, batch, one_writer in variants:
+            variants.append((f"bot, batch {INSTANCES}, writes queued in-process", INSTANCES, "*"))
+            variants.append((f"bot, batch {INSTANCES}, {MEMORY}", INSTANCES, "m"))
+        for name, batch, diagnosis in variants:
             tally, marks = Tally(), Milestones()
-            store = stack.enter_context(closing(FleetStore(url, tally, one_writer=one_writer)))
+            store: RunStore = (
+                MemoryRunStore()  # its calls are not on the tally: store writes show 0
+                if diagnosis == "m"
+                else stack.enter_context(
+                    closing(FleetStore(url, tally, one_writer=diagnosis == "*"))
+                )
+            )
             ready = through_the_fleet_runner(targets, store, tally, batch, marks)
             results[name] = measure(ready, repeat)
             tallies[name] = (tally, marks)
@@ -249,6 +240,7 @@ def main() -> None:
         one: Callable[[], object] = in_threads([raw_paramiko(targets[0], stack, nodelay=True)])
         results["raw paramiko, 1 instance"] = measure(lambda: one, repeat)
     report(results, tallies)
+    print_load_after()
 
 
 def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Milestones]]) -> None:
@@ -263,6 +255,8 @@ def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Mile
     bot, raw = medians[HEADLINE], medians[BASELINE]
     met = "met" if bot / raw <= TARGET_RATIO else "NOT met"
     print(f"\n{HEADLINE} / {BASELINE} (medians): {bot / raw:.2f}x (target {TARGET_RATIO}x: {met})")
+    connecting = medians[f"{BASELINE}, connecting"]
+    print(f"{HEADLINE} / {BASELINE}, connecting (medians): {bot / connecting:.2f}x")
     print("\nwhere the fleet's time goes (means of the timed runs; member-ms add up over threads):")
     head = f"  {'batch':<7}{'canary':>8}{'after it':>10}{'connect':>9}{'commands':>10}"
     print(head + f"{'store writes':>14}")
@@ -278,9 +272,13 @@ def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Mile
         connect = per_member("ssh: connect (TCP, key exchange, auth)")
         commands = per_member("ssh: commands")
         writes = per_member(
-            "store: step records", "store: state changes", "store: create member runs"
+            "store: step records",
+            "store: state changes",
+            "store: create member runs",
+            "store: claim renewals",
         )
-        batch = name.split("batch ")[1].split(",")[0] + ("*" if "queued" in name else "")
+        mark = "*" if "queued" in name else "m" if MEMORY in name else ""
+        batch = name.split("batch ")[1].split(",")[0] + mark
         print(
             f"  {batch:<7}{canary:>8.1f}{after:>10.1f}{connect:>9.1f}{commands:>10.1f}"
             f"{writes:>14.1f}"
@@ -288,6 +286,8 @@ def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Mile
     print("  (canary and after it: ms of wall time; connect, commands, store: ms per member)")
     if any("queued" in name for name in tallies):
         print("  *: the store's writes queued on one lock in this process (a diagnosis)")
+    if any(MEMORY in name for name in tallies):
+        print(f"  m: the {MEMORY} (MemoryRunStore) in place of SqlRunStore (a diagnosis)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sql_store import SqlRunStore, upgrade_schema
-from bench.conditions import print_conditions
+from bench.conditions import print_conditions, print_load_after
 from bot.domain.run import RunState
 from bot.sandbox import create_sandbox
 from bot.server import EVENTS_PATH, HTTP_THREADS
@@ -298,6 +298,7 @@ def main() -> None:
     else:
         print_conditions()
         report(measure_all(args.scale, diagnose=args.diagnose))
+        print_load_after()
 
 
 def measure_all(scale: float, *, diagnose: bool) -> dict[str, dict[int, Tally]]:
