@@ -57,6 +57,20 @@ __all__ = ["SqlRunStore", "alembic_config", "check_schema", "upgrade_schema"]
 
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
 _HELD = sorted(state.value for state in HELD_STATES)
+_STEP_COLUMNS = (
+    "run_id",
+    "phase",
+    "step_id",
+    "number",
+    "title",
+    "status",
+    "started_at",
+    "finished_at",
+    "result",
+    "captures",
+    "verifications",
+    "error",
+)
 CLAIM = timedelta(seconds=30)  # how long a claim on a run lasts unless its holder renews it
 
 
@@ -87,9 +101,11 @@ class SqlRunStore(SqlConversationMixin):
         self._engine = engine
         self._owns_engine = owns
         self._reads = sessionmaker(engine, expire_on_commit=False)
-        self._writes = sessionmaker(
-            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._step_upsert = self._upsert_step()  # built once: every step is recorded twice
+        # run id -> until when this process's claim on it is known to hold (see `hold`)
+        self._held: dict[int, datetime] = {}
 
     def another_process(self, holder: str) -> SqlRunStore:
         """The same database as another process sees it: its claims are in `holder`'s name."""
@@ -164,13 +180,21 @@ class SqlRunStore(SqlConversationMixin):
         return moved
 
     def hold(self, run_id: int, *, at: datetime) -> None:
+        at = as_utc(at)
+        # A claim known to hold for two thirds of its length more needs no renewal yet: no other
+        # process can take the run over before the claim runs out.
+        if self._held.get(run_id, at) - at > self._claim * 2 / 3:
+            return
         with self._failures(f"renewing the claim on run #{run_id}"), self._writes.begin() as s:
             renewed = s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, *self._mine())
-                .values(held_until=as_utc(at) + self._claim)
+                .values(held_until=at + self._claim)
             )
-        if renewed.rowcount != 1:
+        if renewed.rowcount == 1:
+            self._held[run_id] = at + self._claim
+        else:
+            self._held.pop(run_id, None)
             raise RunTakenOver(
                 f"Run #{run_id} is no longer held by this bot process ({self.holder}): its claim "
                 "ran out and another process took the run over. This process runs none of its "
@@ -258,6 +282,10 @@ class SqlRunStore(SqlConversationMixin):
                         )
                     )
                     run = replace(_to_run(row), state=target, updated_at=at)
+                if held and only_if is None:
+                    self._held[run_id] = at + self._claim
+                else:
+                    self._held.pop(run_id, None)
             except IntegrityError as exc:
                 if target not in ACTIVE_STATES:
                     raise
@@ -282,9 +310,13 @@ class SqlRunStore(SqlConversationMixin):
             "verifications": record_json.dump_verifications(result.verifications),
             "error": result.error,
         }
-        with self._failures(f"recording {where}"), self._writes.begin() as session:
-            _existing(session, result.run_id)
-            session.execute(self._upsert_step(values))
+        with self._failures(f"recording {where}"):
+            try:
+                with self._write_engine.begin() as connection:
+                    connection.execute(self._step_upsert, values)
+            except IntegrityError:
+                self.get(result.run_id)  # raises `UnknownRun` if the foreign key had no run
+                raise
 
     def steps(self, run_id: int) -> list[StepResult]:
         with self._failures(f"reading the steps of run #{run_id}"), self._reads.begin() as session:
@@ -312,11 +344,11 @@ class SqlRunStore(SqlConversationMixin):
         with self._failures("listing runs"), self._reads.begin() as session:
             return [_to_run(row) for row in session.scalars(query)]
 
-    def _upsert_step(self, values: dict[str, Any]) -> Executable:
+    def _upsert_step(self) -> Executable:
         key = ("run_id", "phase", "step_id")
-        insert = self._insert(StepResultRow).values(values)
+        insert = self._insert(StepResultRow)
         # Replacing in place keeps the row's id, so equal start times keep their first order.
-        changes = {name: insert.excluded[name] for name in values if name not in key}
+        changes = {name: insert.excluded[name] for name in _STEP_COLUMNS if name not in key}
         return insert.on_conflict_do_update(index_elements=list(key), set_=changes)
 
     def _busy(self, run_id: int, instance_key: str) -> Exception:
