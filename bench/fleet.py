@@ -7,6 +7,8 @@ and approving the fleet run happen before the clock starts, and each member's ru
 approved and executed inside it, as in production. Raw paramiko runs the same commands in 20
 threads at once, one connection each with TCP_NODELAY, connected before timing (and, to show
 what connecting costs at this concurrency, once more with the connection inside the clock).
+`--diagnose` adds batch 20 with each member's connection kept open from one fleet run to the
+next, with the in-memory store twin in place of `SqlRunStore`, and with both.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack, closing, nullcontext
+from contextlib import ExitStack, closing
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from adapters.clock import SystemClock
@@ -30,8 +31,10 @@ from adapters.sql_store import SqlRunStore, upgrade_schema
 from bench.conditions import print_conditions, print_load_after
 from bench.step_overhead import (
     COMMANDS,
+    COMMITS,
     STEPS,
     TARGET_RATIO,
+    KeptConnector,
     Ready,
     Tally,
     TallyingConnector,
@@ -56,35 +59,17 @@ from tests.hostkit.sshd import SshServer
 INSTANCES = 20
 BATCHES = (1, 5, 20)
 HEADLINE = f"bot, FleetRunner, batch {INSTANCES}"
-MEMORY = "in-memory store twin"
+KEPT = "connections kept"  # a diagnosis: KeptConnector
+MEMORY = "in-memory store twin"  # a diagnosis: MemoryRunStore
 BASELINE = f"raw paramiko, {INSTANCES} threads"
 
 
 class FleetStore(TallyingStore):
-    """The real store, its calls on the tally. With `one_writer` (a diagnosis), its writes also
-    queue on one lock in this process, so that SQLite's busy handler never has to sleep."""
-
-    def __init__(self, url: str, tally: Tally, *, one_writer: bool = False) -> None:
-        super().__init__(url, tally)
-        self._writer: AbstractContextManager[object] = (
-            threading.Lock() if one_writer else nullcontext()
-        )
+    """The real store, its calls on the tally, the creation of the members' runs too."""
 
     def create(self, *args: Any, **kwargs: Any) -> Run:
-        with self.tally.part("store: create member runs"), self._writer:
+        with self.tally.part("store: create member runs"):
             return SqlRunStore.create(self, *args, **kwargs)
-
-    def transition(self, *args: Any, **kwargs: Any) -> Run:
-        with self.tally.part("store: state changes"), self._writer:
-            return SqlRunStore.transition(self, *args, **kwargs)
-
-    def record_step(self, result: StepResult) -> None:
-        with self.tally.part("store: step records"), self._writer:
-            SqlRunStore.record_step(self, result)
-
-    def hold(self, run_id: int, *, at: datetime) -> None:
-        with self.tally.part("store: claim renewals"), self._writer:
-            SqlRunStore.hold(self, run_id, at=at)
 
 
 class Milestones(SilentObserver):
@@ -138,11 +123,16 @@ def fleet_plan(targets: list[SshTarget], batch_size: int) -> tuple[Plan, Invento
 
 
 def through_the_fleet_runner(
-    targets: list[SshTarget], store: RunStore, tally: Tally, batch_size: int, marks: Milestones
+    targets: list[SshTarget],
+    store: RunStore,
+    tally: Tally,
+    batch_size: int,
+    marks: Milestones,
+    connector: TallyingConnector,
 ) -> Ready:
     plan, inventory = fleet_plan(targets, batch_size)
     ports = Ports(
-        ssh=TallyingConnector(tally),
+        ssh=connector,
         docker=MemoryDockerConnector(),
         registry=MemoryRegistry(),
         http=MemoryHttpCheck(),
@@ -156,8 +146,7 @@ def through_the_fleet_runner(
         run_id = store.create(plan, requested_by="U-asker", at=at).id
         store.transition(run_id, RunState.PLANNED, RunState.AWAITING_APPROVAL, at=at, actor="bot")
         store.transition(run_id, RunState.AWAITING_APPROVAL, RunState.APPROVED, at=at, actor="U-ok")
-        tally.runs.append({})
-        tally.recording = True
+        tally.begin_run()
         marks.done = {}
         marks.runs.append(marks.done)
 
@@ -203,14 +192,15 @@ def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also: batch 20 with the store's writes queued, and with the in-memory store twin",
+        help="also: batch 20 with connections kept between runs, with the in-memory store twin, "
+        "and with both",
     )
     args = parser.parse_args()
     repeat = max(2, args.repeat)
     print_conditions()
     ensure_host_user()
     results: dict[str, list[float]] = {}
-    tallies: dict[str, tuple[Tally, Milestones]] = {}
+    tallies: dict[str, tuple[Tally, Milestones, str]] = {}
     with ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-"))
         servers = [stack.enter_context(SshServer()) for _ in range(INSTANCES)]
@@ -219,20 +209,22 @@ def main() -> None:
         upgrade_schema(url)
         variants = [(f"bot, FleetRunner, batch {batch}", batch, "") for batch in BATCHES]
         if args.diagnose:
-            variants.append((f"bot, batch {INSTANCES}, writes queued in-process", INSTANCES, "*"))
+            variants.append((f"bot, batch {INSTANCES}, {KEPT}", INSTANCES, "k"))
             variants.append((f"bot, batch {INSTANCES}, {MEMORY}", INSTANCES, "m"))
+            variants.append((f"bot, batch {INSTANCES}, both", INSTANCES, "km"))
         for name, batch, diagnosis in variants:
             tally, marks = Tally(), Milestones()
             store: RunStore = (
                 MemoryRunStore()  # its calls are not on the tally: store writes show 0
-                if diagnosis == "m"
-                else stack.enter_context(
-                    closing(FleetStore(url, tally, one_writer=diagnosis == "*"))
-                )
+                if "m" in diagnosis
+                else stack.enter_context(closing(FleetStore(url, tally)))
             )
-            ready = through_the_fleet_runner(targets, store, tally, batch, marks)
+            connector = (
+                KeptConnector(tally, stack) if "k" in diagnosis else TallyingConnector(tally)
+            )
+            ready = through_the_fleet_runner(targets, store, tally, batch, marks, connector)
             results[name] = measure(ready, repeat)
-            tallies[name] = (tally, marks)
+            tallies[name] = (tally, marks, diagnosis)
         fast = in_threads([raw_paramiko(target, stack, nodelay=True) for target in targets])
         results[BASELINE] = measure(lambda: fast, repeat)
         connecting = in_threads([connect_and_run(target) for target in targets])
@@ -243,7 +235,9 @@ def main() -> None:
     print_load_after()
 
 
-def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Milestones]]) -> None:
+def report(
+    results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Milestones, str]]
+) -> None:
     print(f"{STEPS} steps of `echo step N` on each of {INSTANCES} instances (one sshd each)")
     print("bot: FleetRunner (the canary alone, then batches), a Runner per member,")
     print("     ParamikoConnector, SqlRunStore on a SQLite file (WAL, synchronous=FULL)\n")
@@ -259,8 +253,8 @@ def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Mile
     print(f"{HEADLINE} / {BASELINE}, connecting (medians): {bot / connecting:.2f}x")
     print("\nwhere the fleet's time goes (means of the timed runs; member-ms add up over threads):")
     head = f"  {'batch':<7}{'canary':>8}{'after it':>10}{'connect':>9}{'commands':>10}"
-    print(head + f"{'store writes':>14}")
-    for name, (tally, marks) in tallies.items():
+    print(head + f"{'store writes':>14}{'commits':>9}")
+    for name, (tally, marks, diagnosis) in tallies.items():
         runs, mark_runs = tally.runs[1:], marks.runs[1:]
         canary = statistics.fmean(m[1] - m[0] for m in mark_runs) * 1000
         after = statistics.fmean(max(m.values()) - m[1] for m in mark_runs) * 1000
@@ -277,16 +271,18 @@ def report(results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Mile
             "store: create member runs",
             "store: claim renewals",
         )
-        mark = "*" if "queued" in name else "m" if MEMORY in name else ""
-        batch = name.split("batch ")[1].split(",")[0] + mark
+        commits = statistics.fmean(c.get(COMMITS, 0) for c in tally.counts[1:]) / INSTANCES
+        batch = name.split("batch ")[1].split(",")[0] + diagnosis
         print(
             f"  {batch:<7}{canary:>8.1f}{after:>10.1f}{connect:>9.1f}{commands:>10.1f}"
-            f"{writes:>14.1f}"
+            f"{writes:>14.1f}{commits:>9.1f}"
         )
-    print("  (canary and after it: ms of wall time; connect, commands, store: ms per member)")
-    if any("queued" in name for name in tallies):
-        print("  *: the store's writes queued on one lock in this process (a diagnosis)")
-    if any(MEMORY in name for name in tallies):
+    print("  (canary and after it: ms of wall time; connect, commands, store: ms per member,")
+    print("   waits included; commits: the store's durable commits per member, the fleet's own")
+    print("   records shared out)")
+    if any("k" in diagnosis for *_, diagnosis in tallies.values()):
+        print(f"  k: {KEPT}: each member's connection opened by the warm-up run (a diagnosis)")
+    if any("m" in diagnosis for *_, diagnosis in tallies.values()):
         print(f"  m: the {MEMORY} (MemoryRunStore) in place of SqlRunStore (a diagnosis)")
 
 

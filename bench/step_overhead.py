@@ -3,16 +3,21 @@
 All SSH variants talk to one sshd on loopback started with the test kit's `SshServer` (run as root).
 The bot opens its connection inside `execute`, as a real run does; raw paramiko, OpenSSH and
 ansible-playbook (a peer, from a throwaway venv: `bench.ansible_peer`) connect before timing. The
-bot's store and SSH calls are timed too, to show where `execute` spends its time.
+bot's store and SSH calls are timed too, to show where `execute` spends its time, and so are its
+durable commits. `--diagnose` adds what would be left of the bot's time without its connection
+(kept open from one run to the next) and without its durable writes (the in-memory store twin),
+and what one bare durable commit costs on this disk.
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import sqlite3
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
@@ -21,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import paramiko  # noqa: TID251 (raw paramiko is the baseline the bot is measured against)
-from paramiko.common import cMSG_IGNORE  # noqa: TID251
+from sqlalchemy import Connection, event
 
 from adapters.clock import SystemClock
 from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
 from adapters.memory.http import MemoryHttpCheck
+from adapters.memory.store import MemoryRunStore
+from adapters.sql_engine import WRITE_OPTION
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from bench import ansible_peer
@@ -33,7 +40,7 @@ from bench.conditions import print_conditions, print_load_after
 from bot.domain.inventory import Environment, Instance, Inventory, SshTarget
 from bot.domain.output import CommandResult
 from bot.domain.plan import PlannedStep
-from bot.domain.ports import Shell
+from bot.domain.ports import RunStore, Shell
 from bot.domain.run import Run, RunState, StepResult
 from bot.domain.runbook import ShellAction
 from bot.engine.runner import Runner
@@ -47,17 +54,31 @@ COMMANDS = tuple(f"echo step {n}" for n in range(1, STEPS + 1))
 TARGET_RATIO = 1.2
 BOT, BASELINE = "bot (Runner.execute)", "paramiko, TCP_NODELAY"
 CONNECTING = "paramiko, TCP_NODELAY, connecting"  # the connection inside the clock, as the bot's
+KEPT = "bot, connection kept between runs"  # a diagnosis (KeptConnector)
+TWIN = "in-memory store"  # a diagnosis: MemoryRunStore in place of SqlRunStore
+COMMITS = "store: durable commits"  # counted, not timed: their time is in the store's parts
 WIDTH = 52  # of the variant column
 Work = Callable[[], object]  # runs the ten commands once
 Ready = Callable[[], Work]  # prepares one repetition, returns the part to be timed
 
 
 class Tally:
-    """The seconds of each call made inside `execute`, by part, one dict per run."""
+    """The seconds of each call made inside `execute`, by part, one dict per run, and how many
+    write transactions the store committed (`COMMITS`, in a dict of its own per run)."""
 
     def __init__(self) -> None:
         self.runs: list[dict[str, list[float]]] = []
+        self.counts: list[dict[str, int]] = []
         self.recording = False
+
+    def begin_run(self) -> None:
+        self.runs.append({})
+        self.counts.append({})
+        self.recording = True
+
+    def count(self, name: str) -> None:
+        if self.recording:
+            self.counts[-1][name] = self.counts[-1].get(name, 0) + 1
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -68,11 +89,17 @@ class Tally:
 
 
 class TallyingStore(SqlRunStore):
-    """The real store; the calls the runner makes go on the tally."""
+    """The real store; the calls the runner makes go on the tally, and so does each commit of a
+    write transaction (each one a durable write: WAL with synchronous=FULL)."""
 
     def __init__(self, url: str, tally: Tally) -> None:
         super().__init__(url)
         self.tally = tally
+        event.listen(self._engine, "commit", self._committed)
+
+    def _committed(self, connection: Connection) -> None:
+        if connection.get_execution_options().get(WRITE_OPTION, False):
+            self.tally.count(COMMITS)
 
     def get(self, run_id: int) -> Run:
         with self.tally.part("store: read the run"):
@@ -112,7 +139,44 @@ class TallyingConnector:
             return TallyingShell(self.inner.connect(target), self.tally)
 
 
-def through_the_bot(target: SshTarget, store: SqlRunStore, tally: Tally) -> Ready:
+class KeptShell:
+    """An open connection that the run's `close` leaves open, for the next run."""
+
+    def __init__(self, inner: Shell) -> None:
+        self.inner = inner
+
+    def run(self, command: str, **options: Any) -> CommandResult:
+        return self.inner.run(command, **options)
+
+    def close(self) -> None:
+        pass
+
+
+class KeptConnector(TallyingConnector):
+    """A diagnosis: the bot's connector, but each host's connection is opened once (by the
+    untimed warm-up run) and kept open for every later run, as a pool of connections kept
+    between runs would. The bot does not do this: it connects in every run."""
+
+    def __init__(self, tally: Tally, stack: ExitStack) -> None:
+        super().__init__(tally)
+        self._open: dict[SshTarget, Shell] = {}
+        self._lock = threading.Lock()
+        stack.callback(self.close_all)
+
+    def connect(self, target: SshTarget) -> Shell:
+        with self._lock:
+            if target not in self._open:
+                self._open[target] = super().connect(target)
+            return KeptShell(self._open[target])
+
+    def close_all(self) -> None:
+        for shell in self._open.values():
+            shell.close()
+
+
+def through_the_bot(
+    target: SshTarget, store: RunStore, tally: Tally, connector: TallyingConnector | None = None
+) -> Ready:
     """Each repetition gets a new approved run; only `Runner.execute` is timed."""
     steps = tuple(
         PlannedStep(number=n, step=make_step(f"echo-{n}", action=ShellAction(command=c)), preview=c)
@@ -123,7 +187,7 @@ def through_the_bot(target: SshTarget, store: SqlRunStore, tally: Tally) -> Read
     inventory = Inventory(environments={"bench": Environment(name="bench", instances=(host,))})
     # Only shell steps: the other ports are never called, so their in-memory twins stand in.
     ports = Ports(
-        ssh=TallyingConnector(tally),
+        ssh=connector or TallyingConnector(tally),
         docker=MemoryDockerConnector(),
         registry=MemoryRegistry(),
         http=MemoryHttpCheck(),
@@ -137,8 +201,7 @@ def through_the_bot(target: SshTarget, store: SqlRunStore, tally: Tally) -> Read
         run_id = store.create(plan, requested_by="U-asker", at=at).id
         store.transition(run_id, RunState.PLANNED, RunState.AWAITING_APPROVAL, at=at, actor="bot")
         store.transition(run_id, RunState.AWAITING_APPROVAL, RunState.APPROVED, at=at, actor="U-ok")
-        tally.runs.append({})
-        tally.recording = True
+        tally.begin_run()
 
         def work() -> None:
             if runner.execute(run_id, actor="U-ok").state is not RunState.SUCCEEDED:
@@ -157,27 +220,10 @@ def each_command(run: Callable[[str], object]) -> Work:
     return work
 
 
-class AnsweringTransport(paramiko.Transport):
-    """A diagnosis: answers each global request from the server with an SSH_MSG_IGNORE.
-
-    After authentication sshd sends a `hostkeys-00@openssh.com` notice that wants no reply, so
-    the client has nothing to send; its ACK waits for the delayed-ACK timer, and Nagle holds
-    sshd's answer to the first channel open until then. Sending something at once frees it.
-    This overrides a private paramiko method: a measurement, not a fix to copy blindly.
-    """
-
-    def _parse_global_request(self, m: paramiko.Message) -> None:
-        super()._parse_global_request(m)  # type: ignore[misc]
-        reply = paramiko.Message()
-        reply.add_byte(cMSG_IGNORE)
-        reply.add_string(b"")
-        self._send_message(reply)  # type: ignore[attr-defined]
-
-
-def paramiko_client(
-    target: SshTarget, *, nodelay: bool, transport: type[paramiko.Transport] | None = None
-) -> paramiko.SSHClient:
-    """A connected paramiko client, host key checked, `TCP_NODELAY` on its socket or not."""
+def paramiko_client(target: SshTarget, *, nodelay: bool) -> paramiko.SSHClient:
+    """A connected paramiko client, host key checked, `TCP_NODELAY` on its socket or not. Stock
+    paramiko: unlike the bot's transport (adapters/ssh.py), it does not answer sshd's host-key
+    notice, so the first command on a new connection waits for the delayed-ACK timer."""
     sock = socket.create_connection((target.host, target.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))  # 0 is the default
     client = paramiko.SSHClient()
@@ -186,7 +232,6 @@ def paramiko_client(
     client.connect(
         target.host, port=target.port, username=target.user, sock=sock, allow_agent=False,
         look_for_keys=False, pkey=paramiko.PKey.from_path(target.key_file),
-        transport_factory=transport,  # type: ignore[arg-type]  # stub: keyword-only
     )  # fmt: skip
     return client
 
@@ -206,12 +251,12 @@ def raw_paramiko(target: SshTarget, stack: ExitStack, *, nodelay: bool) -> Work:
     return each_command(lambda command: exec_one(client, command))
 
 
-def connect_and_run(target: SshTarget, transport: type[paramiko.Transport] | None = None) -> Work:
+def connect_and_run(target: SshTarget) -> Work:
     """Raw paramiko with the connection inside the clock, as the bot connects inside `execute`:
     connect (TCP_NODELAY), the ten commands, close."""
 
     def work() -> None:
-        with closing(paramiko_client(target, nodelay=True, transport=transport)) as client:
+        with closing(paramiko_client(target, nodelay=True)) as client:
             for command in COMMANDS:
                 exec_one(client, command)
 
@@ -234,6 +279,24 @@ def openssh_multiplexed(server: SshServer, control_path: str, stack: ExitStack) 
     return each_command(lambda c: subprocess.run([*ssh, login, c], capture_output=True, check=True))
 
 
+def bare_commits(path: Path, repeat: int = 200) -> list[float]:
+    """A diagnosis: seconds of one durable write with nothing around it (`sqlite3`, one row
+    inserted, WAL and synchronous=FULL as the store's engine sets them), after one warm-up: the
+    least that each of the store's commits can cost on this disk."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE step (id INTEGER PRIMARY KEY, line TEXT NOT NULL)")
+        seconds = []
+        for n in range(repeat + 1):
+            start = time.perf_counter()
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO step (line) VALUES (?)", (f"echo step {n}",))
+            db.execute("COMMIT")
+            seconds.append(time.perf_counter() - start)
+    return seconds[1:]
+
+
 def measure(ready: Ready, repeat: int) -> list[float]:
     """Seconds per repetition, after one untimed warm-up (caches, a connection's first channel)."""
     seconds = []
@@ -252,7 +315,8 @@ def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also: raw paramiko connecting, with sshd's host-key notice answered at once",
+        help="also: the bot with its connection kept between runs, the same with the in-memory "
+        "store twin, and a bare durable commit",
     )
     args = parser.parse_args()
     repeat = max(2, args.repeat)
@@ -267,15 +331,21 @@ def main() -> None:
         upgrade_schema(url)
         store = stack.enter_context(closing(TallyingStore(url, tally)))
         results = {BOT: measure(through_the_bot(target, store, tally), repeat)}
+        commit: list[float] = []
+        if args.diagnose:
+            spare = Tally()  # the diagnoses' calls are not reported
+            sql = stack.enter_context(closing(SqlRunStore(url)))
+            ready = through_the_bot(target, sql, spare, KeptConnector(spare, stack))
+            results[KEPT] = measure(ready, repeat)
+            ready = through_the_bot(target, MemoryRunStore(), spare, KeptConnector(spare, stack))
+            results[f"{KEPT}, {TWIN}"] = measure(ready, repeat)
+            commit = bare_commits(Path(workdir) / "bare.db")
         floor = each_command(lambda c: subprocess.run(["/bin/sh", "-c", c], capture_output=True))
         results["local /bin/sh -c (floor)"] = measure(lambda: floor, repeat)
         fast = raw_paramiko(target, stack, nodelay=True)
         results[BASELINE] = measure(lambda: fast, repeat)
         connecting = connect_and_run(target)
         results[CONNECTING] = measure(lambda: connecting, repeat)
-        if args.diagnose:
-            answering = connect_and_run(target, AnsweringTransport)
-            results[f"{CONNECTING}, notice answered"] = measure(lambda: answering, repeat)
         slow = raw_paramiko(target, stack, nodelay=False)
         results["paramiko, Nagle on"] = measure(lambda: slow, repeat)
         mux = openssh_multiplexed(server, f"{workdir}/cm", stack)
@@ -286,13 +356,18 @@ def main() -> None:
                 results[name] = measure(lambda run=run: run, repeat)
             for label, seconds in spans.items():
                 results[f"  the 10 tasks alone ({label})"] = seconds[-repeat:]
-    report(results, tally.runs[1:])
+    report(results, tally.runs[1:], tally.counts[1:], commit)
     if missing:
         print(f"\nansible-playbook: not measured: {missing}")
     print_load_after()
 
 
-def report(results: dict[str, list[float]], runs: list[dict[str, list[float]]]) -> None:
+def report(
+    results: dict[str, list[float]],
+    runs: list[dict[str, list[float]]],
+    counts: list[dict[str, int]],
+    commit: list[float],
+) -> None:
     print(f"{STEPS} steps of `echo step N` on one host over loopback, {len(runs)} timed runs each")
     print("bot: Runner, ParamikoConnector, SqlRunStore on a SQLite file (WAL, synchronous=FULL);")
     print("     docker/registry/http ports are in-memory twins (the plan has shell steps only)\n")
@@ -322,6 +397,19 @@ def report(results: dict[str, list[float]], runs: list[dict[str, list[float]]]) 
         print(f"  {name:<40}{ms:>8.1f}{len(runs[0].get(name, [])) or '':>11}")
     each = parts["ssh: the other commands"] / (STEPS - 1)
     print(f"ms a command once connected: ParamikoShell.run {each:.2f}, exec_command {raw / 10:.2f}")
+    commits = statistics.fmean(run.get(COMMITS, 0) for run in counts)
+    print(f"durable commits a run (write transactions of the store): {commits:.1f}")
+    if commit:
+        ms = statistics.median(commit) * 1000
+        p90 = statistics.quantiles(commit, n=10, method="inclusive")[-1] * 1000
+        print(
+            f"a bare durable commit on this disk (sqlite3, WAL, synchronous=FULL): median "
+            f"{ms:.2f} ms, p90 {p90:.2f} ms ({len(commit)} times); {commits:.0f} of them: "
+            f"{commits * ms:.1f} ms"
+        )
+    if KEPT in results:
+        print(f"{KEPT}: KeptConnector, the connection opened by the warm-up run (a diagnosis)")
+        print(f"{TWIN}: MemoryRunStore in place of SqlRunStore, no durable writes (a diagnosis)")
 
 
 if __name__ == "__main__":
