@@ -235,28 +235,28 @@ def test_db_upgrade_migrates_postgresql(engine: docker.DockerClient, image: str,
         assert found == revision.group(1)
 
 
-@pytest.fixture
-def serving(
-    engine: docker.DockerClient, image: str, volume: str, slack_api: SlackEmulator
+@contextlib.contextmanager
+def serve_sandbox(
+    engine: docker.DockerClient,
+    image: str,
+    volume: str,
+    environment: dict[str, str],
+    port_option: str = "--port",
 ) -> Iterator[tuple[Container, str]]:
-    """The image serving a sandbox over HTTP against the Slack emulator, locked down as
+    """The image serving a sandbox with `environment` (on top of its config), locked down as
     deploy/compose.yaml runs it; yields the container and its base URL."""
     data = {"volumes": {volume: {"bind": "/app/var", "mode": "rw"}}}
     for command in (["sandbox"], ["db", "upgrade"]):
         status, out = run(engine, *command, **data)
         assert status == 0, out
     port = free_port()
+    port_words = [f"--port={port}"] if port_option == "--port=" else ["--port", str(port)]
     container = engine.containers.run(
         image,
-        ["serve", "--host", "127.0.0.1", "--port", str(port)],
+        ["serve", "--host", "127.0.0.1", *port_words],
         detach=True,
         network_mode="host",
-        environment={
-            "SLACK_BOT_TOKEN": slack_api.token,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack_api.url,
-            "BOT_CONFIG": "/app/var/sandbox/config.yaml",
-        },
+        environment={"BOT_CONFIG": "/app/var/sandbox/config.yaml", **environment},
         read_only=True,
         tmpfs={"/tmp": ""},
         cap_drop=["ALL"],
@@ -268,6 +268,20 @@ def serving(
         yield container, f"http://127.0.0.1:{port}"
     finally:
         container.remove(v=True, force=True)
+
+
+@pytest.fixture
+def serving(
+    engine: docker.DockerClient, image: str, volume: str, slack_api: SlackEmulator
+) -> Iterator[tuple[Container, str]]:
+    """The image serving a sandbox over HTTP against the Slack emulator."""
+    environment = {
+        "SLACK_BOT_TOKEN": slack_api.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_api.url,
+    }
+    with serve_sandbox(engine, image, volume, environment) as served:
+        yield served
 
 
 @pytest.mark.services

@@ -20,7 +20,7 @@ from tests.integration.test_image import (  # the fixtures, and the helpers that
     _healthz,
     engine,
     image,
-    run,
+    serve_sandbox,
     volume,
 )
 from tests.slackemu.server import SlackEmulator
@@ -34,34 +34,15 @@ pytestmark = pytest.mark.timeout(FIRST_BUILD_SECONDS + 300)
 def socket_mode_container(
     engine: docker.DockerClient, image: str, volume: str, slack_api: SlackEmulator
 ) -> Iterator[tuple[Container, str]]:
-    data = {"volumes": {volume: {"bind": "/app/var", "mode": "rw"}}}
-    for command in (["sandbox"], ["db", "upgrade"]):
-        status, out = run(engine, *command, **data)
-        assert status == 0, out
-    port = free_port()
-    container = engine.containers.run(
-        image,
-        ["serve", "--host", "127.0.0.1", f"--port={port}"],  # the = form, which the check reads
-        detach=True,
-        network_mode="host",
-        environment={
-            "SLACK_APP_TOKEN": slack_api.app_token,
-            "SLACK_BOT_TOKEN": slack_api.token,
-            "SLACK_SIGNING_SECRET": "socket-mode-needs-no-signatures-but-the-bot-wants-one",
-            "SLACK_API_URL": slack_api.url,
-            "BOT_CONFIG": "/app/var/sandbox/config.yaml",
-        },
-        read_only=True,
-        tmpfs={"/tmp": ""},
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        healthcheck={"interval": 1_000_000_000, "start_period": 0},  # the image's test, sooner
-        **data,
-    )
-    try:
-        yield container, f"http://127.0.0.1:{port}"
-    finally:
-        container.remove(v=True, force=True)
+    environment = {
+        "SLACK_APP_TOKEN": slack_api.app_token,
+        "SLACK_BOT_TOKEN": slack_api.token,
+        "SLACK_SIGNING_SECRET": "socket-mode-needs-no-signatures-but-the-bot-wants-one",
+        "SLACK_API_URL": slack_api.url,
+    }
+    # the = form of --port, which the health check must read as well
+    with serve_sandbox(engine, image, volume, environment, port_option="--port=") as served:
+        yield served
 
 
 @pytest.mark.services
