@@ -205,6 +205,24 @@ View = (
 )
 
 
+def duration(seconds: float | None) -> str:
+    """A step's or run's duration as people read it: `3.2 s`, `4 min 5 s`, `1 h 2 min`."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def count(number: int, noun: str) -> str:
+    """`1 step`, `1,024 steps`."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def transfer_bar(transfer: Transfer, width: int = 20) -> str:
     """`[#####-----] 40% (412 of 1,024 MB)`, or the bytes so far when the total is unknown."""
     done_mb = transfer.done / 1_048_576

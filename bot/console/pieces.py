@@ -18,6 +18,7 @@ from rich.text import Text
 
 from bot.domain.plan import Plan
 from bot.domain.run import Phase, Run, RunState
+from commands.views import count
 
 LINE_CHARS = 500  # one output line; longer ones are cut so one line cannot bury the rest
 NAME_CHARS = 200
@@ -79,22 +80,6 @@ def when(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # records are written in UTC
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def more(number: int, noun: str) -> Text:

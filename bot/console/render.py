@@ -26,7 +26,6 @@ from bot.console.pieces import (
     PLAN_STEPS,
     clean,
     clip,
-    duration,
     facts,
     line,
     more,
@@ -66,6 +65,7 @@ from commands.views import (
     SummaryView,
     Tone,
     View,
+    duration,
     transfer_bar,
 )
 

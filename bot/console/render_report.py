@@ -5,7 +5,6 @@ Pure functions of the records, like `bot.console.render`, which uses them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from rich import box
@@ -24,8 +23,6 @@ from bot.console.pieces import (
     PLAN_STEPS,
     clean,
     clip,
-    count,
-    duration,
     facts,
     line,
     more,
@@ -39,8 +36,8 @@ from bot.console.pieces import (
 )
 from bot.domain.output import CommandResult, Output
 from bot.domain.run import Phase, StepResult, StepStatus
-from bot.engine.report import RunReport
-from commands.views import InterruptedView, StepView
+from bot.engine.report import RunReport, error_lines
+from commands.views import InterruptedView, StepView, count, duration
 
 RESULT_MARKS = {
     StepStatus.STARTED: ("▶", "cyan"),
@@ -165,20 +162,9 @@ def result_table(steps: Sequence[StepResult]) -> RenderableType:
     return table(("", "#", "Step", "Took"), rows, total=len(steps), noun="step")
 
 
-def _compile(patterns: Sequence[str]) -> list[re.Pattern[str]]:
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error:
-            compiled.append(re.compile(re.escape(pattern)))  # validated runbooks never get here
-    return compiled
-
-
 def startup_log(log: Output, patterns: Sequence[str]) -> list[RenderableType]:
-    checks = _compile(patterns)
     lines = log.text.splitlines()
-    errors = [i for i, text in enumerate(lines) if any(c.search(text) for c in checks)]
+    errors = error_lines(lines, patterns)
     first = max(0, len(lines) - LOG_LINES)
     marked = set(errors)
     marks = [ERROR_MARK if i in marked else PLAIN_MARK for i in range(first, len(lines))]

@@ -13,9 +13,9 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from bot.console.pieces import LIST_ITEMS, count, line, run_title, table, user, users, when
+from bot.console.pieces import LIST_ITEMS, line, run_title, table, user, users, when
 from bot.engine.scheduling import ScheduledRun
-from commands.views import DigestView, ReminderView, ScheduleListView, before_words
+from commands.views import DigestView, ReminderView, ScheduleListView, before_words, count
 
 
 def approval_words(entry: ScheduledRun) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,3 +139,15 @@ def _not_undone(run: Run, steps: Sequence[StepResult]) -> tuple[str, ...]:
         for p in run.plan.steps
         if p.step.irreversible and ran.get(p.step.id) in (StepStatus.SUCCEEDED, StepStatus.FAILED)
     )
+
+
+def error_lines(lines: Sequence[str], patterns: Sequence[str]) -> list[int]:
+    """The indexes of the start-up log lines that match an error pattern. A pattern that is not
+    a valid regular expression is matched as plain text (validated runbooks never give one)."""
+    checks = []
+    for pattern in patterns:
+        try:
+            checks.append(re.compile(pattern))
+        except re.error:
+            checks.append(re.compile(re.escape(pattern)))
+    return [i for i, line in enumerate(lines) if any(c.search(line) for c in checks)]

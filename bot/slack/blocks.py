@@ -23,7 +23,6 @@ from bot.slack.blocks_kit import (
     clip,
     code_block,
     context,
-    count,
     escape_keeping_mentions,
     header,
     line_sections,
@@ -93,6 +92,7 @@ from commands.views import (
     SummaryView,
     Tone,
     View,
+    count,
 )
 
 __all__ = [

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from commands.views import count
+
 Block = dict[str, Any]
 
 MESSAGE_BLOCKS = 50
@@ -127,22 +129,6 @@ def slack_date(moment: datetime) -> str:
     utc = moment.astimezone(UTC)
     epoch = int(utc.timestamp())
     return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{utc:%Y-%m-%d %H:%M} UTC>"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 # -- blocks -------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from bot.slack.blocks_kit import (
     button,
     confirm_dialog,
     context,
-    count,
     divider,
     escape,
     fields,
@@ -31,7 +30,7 @@ from bot.slack.blocks_kit import (
     section,
     slack_date,
 )
-from commands.views import ApprovalView, PlanView
+from commands.views import ApprovalView, PlanView, count
 
 APPROVE_ACTION = "upgrade_approve"
 REJECT_ACTION = "upgrade_reject"

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from bot.domain.output import Output
 from bot.domain.run import Phase, RunState, StepResult
-from bot.engine.report import RunReport
+from bot.engine.report import RunReport, error_lines
 from bot.slack.blocks_kit import (
     Block,
     button,
     code_block,
     confirm_dialog,
     context,
-    count,
     divider,
-    duration,
     escape,
     fields,
     header,
@@ -38,7 +35,7 @@ from bot.slack.blocks_run import (
     step_number,
     verdict,
 )
-from commands.views import InterruptedView, SummaryView
+from commands.views import InterruptedView, SummaryView, count, duration
 
 ERROR_MARK = "!! "  # prefixes a start-up log line that matches an error pattern
 PLAIN_MARK = "   "
@@ -253,20 +250,9 @@ def _rollback_hint(report: RunReport) -> str:
     )
 
 
-def _patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error:
-            compiled.append(re.compile(re.escape(pattern)))  # validated runbooks never get here
-    return compiled
-
-
 def startup_log_blocks(log: Output, patterns: Sequence[str]) -> list[Block]:
-    checks = _patterns(patterns)
     lines = log.text.splitlines()
-    errors = [i for i, line in enumerate(lines) if any(c.search(line) for c in checks)]
+    errors = error_lines(lines, patterns)
     wanted = lines[-LOG_LINES:]
     first = len(lines) - len(wanted)
     marks = set(errors)

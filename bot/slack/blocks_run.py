@@ -10,8 +10,6 @@ from bot.slack.blocks_kit import (
     Block,
     code_block,
     context,
-    count,
-    duration,
     inline_code,
     line_sections,
     mention,
@@ -21,7 +19,15 @@ from bot.slack.blocks_kit import (
     slack_date,
 )
 from bot.slack.blocks_plan import versions
-from commands.views import ProgressView, StepLine, StepState, StepView, transfer_bar
+from commands.views import (
+    ProgressView,
+    StepLine,
+    StepState,
+    StepView,
+    count,
+    duration,
+    transfer_bar,
+)
 
 STATE_EMOJI = {
     RunState.PLANNED: ":memo:",

@@ -15,7 +15,6 @@ from bot.slack.blocks_kit import (
     Block,
     button,
     context,
-    count,
     header,
     inline_code,
     line_sections,
@@ -25,7 +24,7 @@ from bot.slack.blocks_kit import (
     slack_date,
 )
 from bot.slack.blocks_run import run_line, run_title
-from commands.views import DigestView, ReminderView, ScheduleListView, before_words
+from commands.views import DigestView, ReminderView, ScheduleListView, before_words, count
 
 PLAN_LATEST_ACTION = "upgrade_plan_latest"
 DIGEST_BUTTONS = 40  # a section per instance; the rest are counted, within the 50-block limit
