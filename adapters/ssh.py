@@ -15,6 +15,7 @@ import logging
 import secrets
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -83,6 +84,21 @@ class _Transport(paramiko.Transport):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.packetizer.REKEY_BYTES = self.packetizer.REKEY_PACKETS = 2**62
 
+    def answers(self, timeout: float) -> bool:
+        """Whether sshd answers a keepalive request within `timeout` (its reply, a refusal, is
+        what shows the connection is alive)."""
+        replied = threading.Event()
+        self.completion_event = replied  # set by paramiko on the server's reply, either kind
+        request = paramiko.Message()
+        request.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
+        request.add_string("keepalive@openssh.com")
+        request.add_boolean(True)  # want a reply
+        try:
+            self._send_user_message(request)  # type: ignore[attr-defined]
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+        return replied.wait(timeout) and self.is_active()
+
     def _parse_global_request(self, m: paramiko.Message) -> None:
         super()._parse_global_request(m)  # type: ignore[misc]
         answer = paramiko.Message()
@@ -145,6 +161,9 @@ class ParamikoConnector:
         if transport is not None:
             transport.set_keepalive(int(self._keepalive))
         return ParamikoShell(client, host=where, kill_grace=self._kill_grace)
+
+    def close(self) -> None:
+        """Nothing to close: each connection is closed by its shell."""
 
 
 def _connect_error(exc: Exception, target: SshTarget) -> OperationalError:
@@ -360,6 +379,16 @@ class ParamikoShell:
         self._closed = True
         self._files.close()
         self._client.close()
+
+    def is_open(self) -> bool:
+        """Whether the connection is up as far as this side knows (no round trip)."""
+        transport = self._client.get_transport()
+        return not self._closed and transport is not None and transport.is_active()
+
+    def answers(self, *, timeout: float) -> bool:
+        """Whether the connection is up and sshd answers on it within `timeout`."""
+        transport = self._client.get_transport()
+        return self.is_open() and isinstance(transport, _Transport) and transport.answers(timeout)
 
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport()

@@ -29,7 +29,7 @@ from bot.domain.errors import (
     UnknownProduct,
 )
 from bot.domain.runbook import Catalog, Runbook, missing_values, needed_values
-from bot.durations import Duration
+from bot.durations import Duration, DurationOrZero
 from bot.runbooks import BUNDLED, load_runbooks
 from bot.yamlfile import YamlDocument, load, problems_from
 
@@ -61,6 +61,7 @@ class SshSpec(_Model):
     key: Path
     known_hosts: Path
     connect_timeout: Duration = 10.0
+    keep_open: DurationOrZero = 60.0
 
 
 class TlsSpec(_Model):
@@ -286,6 +287,7 @@ def _instance(
             key_file=key,
             known_hosts=known_hosts,
             connect_timeout=spec.ssh.connect_timeout,
+            keep_open=spec.ssh.keep_open,
         )
     registry = None
     if spec.registry:

@@ -25,6 +25,7 @@ from adapters.slack_probe import SlackAuthProbe, SocketModeProbe
 from adapters.sql_probe import LeaseProbe, SqlProbe
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
+from adapters.ssh_pool import KeptConnections
 from bot.config import Config, Settings, load_config
 from bot.console.chat import ConsoleChat
 from bot.console.session import NoDirectory
@@ -51,7 +52,7 @@ PROBE_TIMEOUT_SECONDS = 5  # a readiness probe's Web API call: well under a prob
 
 def build_ports() -> Ports:
     return Ports(
-        ssh=ParamikoConnector(),
+        ssh=KeptConnections(ParamikoConnector()),
         # sandbox:// and file:// endpoints are folders on this machine (the demo); the rest real
         docker=SandboxConnector(fallback=DockerConnector()),
         registry=SandboxRegistry(fallback=RegistryHttp()),
@@ -117,12 +118,14 @@ class Bot:
     app: App | None  # None on a terminal
     scheduling: Scheduling
     claims: ClaimKeeper  # started by `serve` and the console: renews and takes over claims
+    ports: Ports
     metrics: PrometheusMetrics | None = None  # served at /metrics by `serve`
 
     def close(self) -> None:
         self.claims.stop()
         self.tasks.shutdown(wait=False)
         self.runs.shutdown(wait=True)
+        self.ports.ssh.close()  # after the runs: they hand their connections back
 
 
 def claim_keeper(config: Config, store: Store, conversation: Conversation) -> ClaimKeeper:
@@ -188,9 +191,10 @@ def build_console_bot(
     scheduler: Scheduler | None = None,
 ) -> Bot:
     """The conversation on a terminal (console and demo): no Slack, progress shown at once."""
+    ports = ports or build_ports()
     service, conversation, tasks, runs = build_conversation(
         config,
-        ports=ports or build_ports(),
+        ports=ports,
         store=store,
         chat=ConsoleChat(console),
         directory=NoDirectory(),
@@ -206,6 +210,7 @@ def build_console_bot(
         app=None,
         scheduling=conversation.scheduling,
         claims=claim_keeper(config, store, conversation),
+        ports=ports,
     )
 
 
@@ -227,11 +232,12 @@ def build_slack_bot(
             "Set both (see README: Install in Slack).",
         )
     client = slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    ports = ports or build_ports()
     store = store if store is not None else sql_store(settings.database_url, config)
     metrics = PrometheusMetrics(store, lease_since=scheduler.on_duty_since if scheduler else None)
     service, conversation, tasks, runs = build_conversation(
         config,
-        ports=ports or build_ports(),
+        ports=ports,
         store=store,
         chat=SlackChat(client, redactor(settings, config), on_error=metrics.slack_error),
         directory=SlackDirectory(client, on_error=metrics.slack_error),
@@ -255,6 +261,7 @@ def build_slack_bot(
         app=app,
         scheduling=conversation.scheduling,
         claims=claim_keeper(config, store, conversation),
+        ports=ports,
         metrics=metrics,
     )
 

@@ -301,3 +301,6 @@ class MemoryShellConnector:
             "Register it with `connector.shell(name)`.",
             host=str(target),
         )
+
+    def close(self) -> None:
+        """The twin keeps nothing open between runs."""

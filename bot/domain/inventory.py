@@ -20,6 +20,7 @@ class SshTarget:
     key_file: Path
     known_hosts: Path
     connect_timeout: float = 10.0
+    keep_open: float = 60.0  # seconds an idle connection waits for the next run; 0: none does
 
     def __str__(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"

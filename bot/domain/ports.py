@@ -59,10 +59,15 @@ class Shell(Protocol):
 
 class ShellConnector(Protocol):
     def connect(self, target: SshTarget) -> Shell:
-        """Open a connection.
+        """Open a connection, or hand over one kept open since an earlier run (the shell's
+        `close` then keeps it again, for `target.keep_open` seconds).
 
         Raises `HostUnreachable`, `HostKeyRejected`, `AuthenticationFailed`.
         """
+        ...
+
+    def close(self) -> None:
+        """Close the connections kept open between runs. Idempotent."""
         ...
 
 
