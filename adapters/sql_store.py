@@ -1,9 +1,11 @@
 """`SqlRunStore`: the `RunStore` port on SQLite or PostgreSQL (`upgrade_schema` comes along),
 and through `SqlConversationMixin` the `VoteStore`, `EventLog`, `LockStore` and `ThreadStore` ports.
 
-Every method runs in one transaction that commits before it returns. The rule "one active run per
-instance" is checked in the transaction (to name the run in the way) and enforced by a partial
-unique index, which is what holds when two transactions race past the check.
+Every method runs in one transaction that commits before it returns; threads that write at the
+same moment share one (`adapters/group_commit.py`), each writing as if after the other. The rule
+"one active run per instance" is checked in the transaction (to name the run in the way) and
+enforced by a partial unique index, which is what holds when two transactions race past the
+check.
 
 A run in a held state (running, rolling back) carries its holder, the process executing it, and
 when that claim runs out. The holder renews it before each step and on a heartbeat; another
@@ -20,13 +22,24 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Row, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
 from adapters import record_json
+from adapters.group_commit import GroupCommit
 from adapters.run_store_rules import (
     as_utc,
     instance_busy,
@@ -104,6 +117,9 @@ class SqlRunStore(SqlConversationMixin):
         self._write_engine = engine.execution_options(**{WRITE_OPTION: True})
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
         self._step_upsert = self._upsert_step()  # built once: every step is recorded twice
+        # Every write goes through here: the threads' transactions commit together.
+        self._transact = GroupCommit(self._write_engine.begin).run
+        self._run_by_id = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
         # run id -> until when this process's claim on it is known to hold (see `hold`)
         self._held: dict[int, datetime] = {}
 
@@ -121,36 +137,42 @@ class SqlRunStore(SqlConversationMixin):
     ) -> Run:
         at = as_utc(at)
         starts_at = as_utc(starts_at) if starts_at is not None else None
-        with self._failures("storing a new run"), self._writes.begin() as session:
-            row = RunRow(
-                product=plan.product,
-                environment=plan.environment,
-                instance=plan.instance,
-                instance_key=plan.instance_key,
-                strategy=plan.strategy,
-                from_version=plan.from_version,
-                to_version=plan.to_version,
-                plan=record_json.dump_plan(plan),
-                plan_digest=plan.digest,
-                state=RunState.PLANNED.value,
-                requested_by=requested_by,
-                created_at=at,
-                updated_at=at,
-                starts_at=starts_at,
+        values = {
+            "product": plan.product,
+            "environment": plan.environment,
+            "instance": plan.instance,
+            "instance_key": plan.instance_key,
+            "strategy": plan.strategy,
+            "from_version": plan.from_version,
+            "to_version": plan.to_version,
+            "plan": record_json.dump_plan(plan),
+            "plan_digest": plan.digest,
+            "state": RunState.PLANNED.value,
+            "requested_by": requested_by,
+            "created_at": at,
+            "updated_at": at,
+            "starts_at": starts_at,
+        }
+
+        def work(connection: Connection) -> int:
+            new_id: int = connection.execute(
+                insert(RunRow).values(values).returning(RunRow.id)
+            ).scalar_one()
+            connection.execute(
+                insert(RunEventRow),
+                {
+                    "run_id": new_id,
+                    "at": at,
+                    "from_state": None,
+                    "to_state": RunState.PLANNED.value,
+                    "actor": requested_by,
+                    "reason": f"plan {plan.digest}",
+                },
             )
-            session.add(row)
-            session.flush()  # gives the row its id
-            session.add(
-                RunEventRow(
-                    run_id=row.id,
-                    at=at,
-                    from_state=None,
-                    to_state=RunState.PLANNED.value,
-                    actor=requested_by,
-                    reason=f"plan {plan.digest}",
-                )
-            )
-            run_id = row.id
+            return new_id
+
+        with self._failures("storing a new run"):
+            run_id = self._transact(work)
         return Run(
             id=run_id,
             plan=plan,
@@ -162,8 +184,11 @@ class SqlRunStore(SqlConversationMixin):
         )
 
     def get(self, run_id: int) -> Run:
-        with self._failures(f"reading run #{run_id}"), self._reads.begin() as session:
-            return _to_run(_existing(session, run_id))
+        with self._failures(f"reading run #{run_id}"), self._engine.begin() as connection:
+            row = connection.execute(self._run_by_id, {"id": run_id}).first()
+        if row is None:
+            raise unknown_run(run_id)
+        return _to_run(row)
 
     def transition(
         self,
@@ -174,8 +199,11 @@ class SqlRunStore(SqlConversationMixin):
         at: datetime,
         actor: str,
         reason: str = "",
+        steps: Sequence[StepResult] = (),
     ) -> Run:
-        moved = self._move(run_id, expected, target, at=as_utc(at), actor=actor, reason=reason)
+        moved = self._move(
+            run_id, expected, target, at=as_utc(at), actor=actor, reason=reason, steps=steps
+        )
         assert moved is not None  # without a claim condition, a lost race raises
         return moved
 
@@ -185,13 +213,14 @@ class SqlRunStore(SqlConversationMixin):
         # process can take the run over before the claim runs out.
         if self._held.get(run_id, at) - at > self._claim * 2 / 3:
             return
-        with self._failures(f"renewing the claim on run #{run_id}"), self._writes.begin() as s:
-            renewed = s.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, *self._mine())
-                .values(held_until=at + self._claim)
-            )
-        if renewed.rowcount == 1:
+        renew = (
+            update(RunRow)
+            .where(RunRow.id == run_id, *self._mine())
+            .values(held_until=at + self._claim)
+        )
+        with self._failures(f"renewing the claim on run #{run_id}"):
+            renewed = self._transact(lambda connection: connection.execute(renew).rowcount)
+        if renewed == 1:
             self._held[run_id] = at + self._claim
         else:
             self._held.pop(run_id, None)
@@ -202,10 +231,9 @@ class SqlRunStore(SqlConversationMixin):
             )
 
     def renew_claims(self, *, at: datetime) -> None:
-        with self._failures("renewing the claims on running runs"), self._writes.begin() as s:
-            s.connection().execute(
-                update(RunRow).where(*self._mine()).values(held_until=as_utc(at) + self._claim)
-            )
+        renew = update(RunRow).where(*self._mine()).values(held_until=as_utc(at) + self._claim)
+        with self._failures("renewing the claims on running runs"):
+            self._transact(lambda connection: connection.execute(renew))
 
     def lapsed(self, *, at: datetime) -> list[Run]:
         query = select(RunRow).where(_lapsed(as_utc(at))).order_by(RunRow.id)
@@ -239,83 +267,78 @@ class SqlRunStore(SqlConversationMixin):
         actor: str,
         reason: str,
         only_if: ColumnElement[bool] | None = None,
+        steps: Sequence[StepResult] = (),
     ) -> Run | None:
-        """The compare-and-set of a transition; with `only_if`, a move that finds the condition
-        false (or the run moved) changes nothing and gives None."""
+        """The compare-and-set of a transition, writing `steps` with it; with `only_if`, a move
+        that finds the condition false (or the run moved) changes nothing and gives None."""
         held = target in HELD_STATES
         claim = {
             "holder": self.holder if held else None,
             "held_until": at + self._claim if held else None,
         }
+        rows = _step_rows(steps)
+        cas = update(RunRow).where(
+            RunRow.id == run_id,
+            RunRow.state == expected.value,
+            *([only_if] if only_if is not None else []),
+        )
+
+        # Core statements, not the ORM: a transition is on every run's path (four times for
+        # each member of a fleet), and the ORM's unit of work cost more than the write itself.
+        def work(connection: Connection) -> Run | None:
+            row = connection.execute(self._run_by_id, {"id": run_id}).first()
+            if row is None:
+                raise unknown_run(run_id)
+            if row.state != expected.value:
+                if only_if is not None:
+                    return None
+                raise moved_meanwhile(run_id, expected, RunState(row.state))
+            check_transition(run_id, expected, target)
+            if target in ACTIVE_STATES:
+                _check_instance_free(connection, run_id, row.instance_key)
+            # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
+            moved = connection.execute(cas.values(state=target.value, updated_at=at, **claim))
+            if moved.rowcount != 1:
+                if only_if is not None:
+                    return None
+                now = connection.execute(select(RunRow.state).where(RunRow.id == run_id))
+                raise moved_meanwhile(run_id, expected, RunState(now.scalar_one()))
+            if rows:
+                connection.execute(self._step_upsert, rows)
+            event = {"run_id": run_id, "at": at, "actor": actor, "reason": reason}
+            event |= {"from_state": expected.value, "to_state": target.value}
+            connection.execute(insert(RunEventRow), event)
+            return replace(_to_run(row), state=target, updated_at=at)
+
         with self._failures(f"moving run #{run_id} to {target.value}"):
             try:
-                with self._writes.begin() as session:
-                    row = _existing(session, run_id)
-                    if row.state != expected.value:
-                        if only_if is not None:
-                            return None
-                        raise moved_meanwhile(run_id, expected, RunState(row.state))
-                    check_transition(run_id, expected, target)
-                    instance_key = row.instance_key
-                    if target in ACTIVE_STATES:
-                        _check_instance_free(session, run_id, instance_key)
-                    # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
-                    conditions = [RunRow.id == run_id, RunRow.state == expected.value]
-                    moved = session.connection().execute(
-                        update(RunRow)
-                        .where(*conditions, *([only_if] if only_if is not None else []))
-                        .values(state=target.value, updated_at=at, **claim)
-                    )
-                    if moved.rowcount != 1:
-                        if only_if is not None:
-                            return None
-                        now = session.scalars(select(RunRow.state).where(RunRow.id == run_id))
-                        raise moved_meanwhile(run_id, expected, RunState(now.one()))
-                    session.add(
-                        RunEventRow(
-                            run_id=run_id,
-                            at=at,
-                            from_state=expected.value,
-                            to_state=target.value,
-                            actor=actor,
-                            reason=reason,
-                        )
-                    )
-                    run = replace(_to_run(row), state=target, updated_at=at)
-                if held and only_if is None:
-                    self._held[run_id] = at + self._claim
-                else:
-                    self._held.pop(run_id, None)
+                run = self._transact(work)
             except IntegrityError as exc:
                 if target not in ACTIVE_STATES:
                     raise
                 # The partial unique index caught a run that became active after our check.
-                raise self._busy(run_id, instance_key) from exc
+                raise self._busy(run_id) from exc
+        if run is None:
+            return None
+        if held and only_if is None:
+            self._held[run_id] = at + self._claim
+        else:
+            self._held.pop(run_id, None)
         return run
 
-    def record_step(self, result: StepResult) -> None:
-        finished = result.finished_at
-        where = f"step {result.step_id} of run #{result.run_id}"
-        values: dict[str, Any] = {
-            "run_id": result.run_id,
-            "phase": result.phase.value,
-            "step_id": result.step_id,
-            "number": result.number,
-            "title": result.title,
-            "status": result.status.value,
-            "started_at": as_utc(result.started_at),
-            "finished_at": as_utc(finished) if finished is not None else None,
-            "result": record_json.dump_result(result.result),
-            "captures": record_json.dump_captures(result.captures),
-            "verifications": record_json.dump_verifications(result.verifications),
-            "error": result.error,
-        }
+    def record_step(self, *results: StepResult) -> None:
+        if not results:
+            return
+        first, rows = results[0], _step_rows(results)
+        where = f"step {first.step_id} of run #{first.run_id}" + (
+            f" and {len(results) - 1} more" if len(results) > 1 else ""
+        )
         with self._failures(f"recording {where}"):
             try:
-                with self._write_engine.begin() as connection:
-                    connection.execute(self._step_upsert, values)
+                self._transact(lambda connection: connection.execute(self._step_upsert, rows))
             except IntegrityError:
-                self.get(result.run_id)  # raises `UnknownRun` if the foreign key had no run
+                for result in results:
+                    self.get(result.run_id)  # raises `UnknownRun` if the foreign key had no run
                 raise
 
     def steps(self, run_id: int) -> list[StepResult]:
@@ -351,8 +374,11 @@ class SqlRunStore(SqlConversationMixin):
         changes = {name: insert.excluded[name] for name in _STEP_COLUMNS if name not in key}
         return insert.on_conflict_do_update(index_elements=list(key), set_=changes)
 
-    def _busy(self, run_id: int, instance_key: str) -> Exception:
+    def _busy(self, run_id: int) -> Exception:
         with self._reads.begin() as session:
+            instance_key = session.scalars(
+                select(RunRow.instance_key).where(RunRow.id == run_id)
+            ).one()
             holder = _holder(session, run_id, instance_key)
         if holder is None:
             return instance_busy(run_id, instance_key, None, "", "")
@@ -369,6 +395,26 @@ class SqlRunStore(SqlConversationMixin):
             ) from exc
 
 
+def _step_rows(results: Sequence[StepResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": result.run_id,
+            "phase": result.phase.value,
+            "step_id": result.step_id,
+            "number": result.number,
+            "title": result.title,
+            "status": result.status.value,
+            "started_at": as_utc(result.started_at),
+            "finished_at": as_utc(result.finished_at) if result.finished_at else None,
+            "result": record_json.dump_result(result.result),
+            "captures": record_json.dump_captures(result.captures),
+            "verifications": record_json.dump_verifications(result.verifications),
+            "error": result.error,
+        }
+        for result in results
+    ]
+
+
 def _lapsed(at: datetime) -> ColumnElement[bool]:
     """A run in a held state whose claim ran out before `at` (or that never had one)."""
     return RunRow.state.in_(_HELD) & or_(RunRow.held_until.is_(None), RunRow.held_until < at)
@@ -381,22 +427,24 @@ def _existing(session: Session, run_id: int) -> RunRow:
     return row
 
 
-def _check_instance_free(session: Session, run_id: int, instance_key: str) -> None:
-    holder = _holder(session, run_id, instance_key)
+def _check_instance_free(connection: Connection, run_id: int, instance_key: str) -> None:
+    holder = _holder(connection, run_id, instance_key)
     if holder is not None:
         raise instance_busy(run_id, instance_key, holder.id, holder.state, holder.requested_by)
 
 
-def _holder(session: Session, run_id: int, instance_key: str) -> Row[int, str, str] | None:
+def _holder(
+    connection: Connection | Session, run_id: int, instance_key: str
+) -> Row[int, str, str] | None:
     """Another run active on the instance, if there is one."""
-    return session.execute(
+    return connection.execute(
         select(RunRow.id, RunRow.state, RunRow.requested_by).where(
             RunRow.instance_key == instance_key, RunRow.state.in_(_ACTIVE), RunRow.id != run_id
         )
     ).first()
 
 
-def _to_run(row: RunRow) -> Run:
+def _to_run(row: RunRow | Row[Any]) -> Run:
     return Run(
         id=row.id,
         plan=record_json.load_plan(row.plan, run_id=row.id),

@@ -1,23 +1,25 @@
 """Per-step orchestration overhead: ten `echo step N` steps on one host, with and without the bot.
 
 All SSH variants talk to one sshd on loopback started with the test kit's `SshServer` (run as root).
-The bot opens its connection inside `execute`, as a real run does; raw paramiko, OpenSSH and
-ansible-playbook (a peer, from a throwaway venv: `bench.ansible_peer`) connect before timing. The
-bot's store and SSH calls are timed too, to show where `execute` spends its time, and so are its
-durable commits. `--diagnose` adds what would be left of the bot's time without its connection
-(kept open from one run to the next) and without its durable writes (the in-memory store twin),
-and what one bare durable commit costs on this disk.
+The bot runs as wired (`bot.wiring.build_ports`): it keeps a host's connection open between runs
+(`ssh.keep_open`), so each timed run takes the connection the run before gave back, after sshd
+answered a keepalive on it; a second variant, with `keep_open: 0s`, connects inside every run.
+Raw paramiko, OpenSSH and ansible-playbook (a peer, from a throwaway venv: `bench.ansible_peer`)
+connect before timing. The bot's store and SSH calls are timed too, to show where `execute` spends
+its time, and so are its durable commits. `--diagnose` adds what would be left of the bot's time
+without its durable writes (the in-memory store twin), and what one bare durable commit costs on
+this disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import socket
 import sqlite3
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
@@ -35,6 +37,7 @@ from adapters.memory.store import MemoryRunStore
 from adapters.sql_engine import WRITE_OPTION
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
+from adapters.ssh_pool import KeptConnections
 from bench import ansible_peer
 from bench.conditions import print_conditions, print_load_after
 from bot.domain.inventory import Environment, Instance, Inventory, SshTarget
@@ -53,9 +56,9 @@ STEPS = 10
 COMMANDS = tuple(f"echo step {n}" for n in range(1, STEPS + 1))
 TARGET_RATIO = 1.2
 BOT, BASELINE = "bot (Runner.execute)", "paramiko, TCP_NODELAY"
-CONNECTING = "paramiko, TCP_NODELAY, connecting"  # the connection inside the clock, as the bot's
-KEPT = "bot, connection kept between runs"  # a diagnosis (KeptConnector)
-TWIN = "in-memory store"  # a diagnosis: MemoryRunStore in place of SqlRunStore
+COLD = "bot, keep_open: 0s (connects in every run)"
+CONNECTING = "paramiko, TCP_NODELAY, connecting"  # the connection inside the clock, as COLD's
+TWIN = "bot, in-memory store twin"  # a diagnosis: MemoryRunStore in place of SqlRunStore
 COMMITS = "store: durable commits"  # counted, not timed: their time is in the store's parts
 WIDTH = 52  # of the variant column
 Work = Callable[[], object]  # runs the ten commands once
@@ -109,9 +112,9 @@ class TallyingStore(SqlRunStore):
         with self.tally.part("store: state changes"):
             return super().transition(*args, **kwargs)
 
-    def record_step(self, result: StepResult) -> None:
+    def record_step(self, *results: StepResult) -> None:
         with self.tally.part("store: step records"):
-            super().record_step(result)
+            super().record_step(*results)
 
     def hold(self, run_id: int, *, at: datetime) -> None:
         with self.tally.part("store: claim renewals"):
@@ -131,52 +134,21 @@ class TallyingShell:
 
 
 class TallyingConnector:
-    def __init__(self, tally: Tally) -> None:
-        self.inner, self.tally = ParamikoConnector(), tally
-
-    def connect(self, target: SshTarget) -> Shell:
-        with self.tally.part("ssh: connect (TCP, key exchange, auth)"):
-            return TallyingShell(self.inner.connect(target), self.tally)
-
-
-class KeptShell:
-    """An open connection that the run's `close` leaves open, for the next run."""
-
-    def __init__(self, inner: Shell) -> None:
-        self.inner = inner
-
-    def run(self, command: str, **options: Any) -> CommandResult:
-        return self.inner.run(command, **options)
-
-    def close(self) -> None:
-        pass
-
-
-class KeptConnector(TallyingConnector):
-    """A diagnosis: the bot's connector, but each host's connection is opened once (by the
-    untimed warm-up run) and kept open for every later run, as a pool of connections kept
-    between runs would. The bot does not do this: it connects in every run."""
+    """The bot's connector as wired: connections kept between runs."""
 
     def __init__(self, tally: Tally, stack: ExitStack) -> None:
-        super().__init__(tally)
-        self._open: dict[SshTarget, Shell] = {}
-        self._lock = threading.Lock()
-        stack.callback(self.close_all)
+        self.inner, self.tally = KeptConnections(ParamikoConnector()), tally
+        stack.callback(self.inner.close)
 
     def connect(self, target: SshTarget) -> Shell:
-        with self._lock:
-            if target not in self._open:
-                self._open[target] = super().connect(target)
-            return KeptShell(self._open[target])
+        with self.tally.part("ssh: connect (or take the kept one)"):
+            return TallyingShell(self.inner.connect(target), self.tally)
 
-    def close_all(self) -> None:
-        for shell in self._open.values():
-            shell.close()
+    def close(self) -> None:
+        self.inner.close()
 
 
-def through_the_bot(
-    target: SshTarget, store: RunStore, tally: Tally, connector: TallyingConnector | None = None
-) -> Ready:
+def through_the_bot(target: SshTarget, store: RunStore, tally: Tally, stack: ExitStack) -> Ready:
     """Each repetition gets a new approved run; only `Runner.execute` is timed."""
     steps = tuple(
         PlannedStep(number=n, step=make_step(f"echo-{n}", action=ShellAction(command=c)), preview=c)
@@ -187,7 +159,7 @@ def through_the_bot(
     inventory = Inventory(environments={"bench": Environment(name="bench", instances=(host,))})
     # Only shell steps: the other ports are never called, so their in-memory twins stand in.
     ports = Ports(
-        ssh=connector or TallyingConnector(tally),
+        ssh=TallyingConnector(tally, stack),
         docker=MemoryDockerConnector(),
         registry=MemoryRegistry(),
         http=MemoryHttpCheck(),
@@ -315,8 +287,7 @@ def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also: the bot with its connection kept between runs, the same with the in-memory "
-        "store twin, and a bare durable commit",
+        help="also: the bot with the in-memory store twin, and a bare durable commit",
     )
     args = parser.parse_args()
     repeat = max(2, args.repeat)
@@ -330,15 +301,15 @@ def main() -> None:
         target, url = server.target(), f"sqlite:///{workdir}/bot.db"
         upgrade_schema(url)
         store = stack.enter_context(closing(TallyingStore(url, tally)))
-        results = {BOT: measure(through_the_bot(target, store, tally), repeat)}
+        results = {BOT: measure(through_the_bot(target, store, tally, stack), repeat)}
+        spare = Tally()  # the other variants' calls are not reported
+        cold = dataclasses.replace(target, keep_open=0.0)
+        sql = stack.enter_context(closing(SqlRunStore(url)))
+        results[COLD] = measure(through_the_bot(cold, sql, spare, stack), repeat)
         commit: list[float] = []
         if args.diagnose:
-            spare = Tally()  # the diagnoses' calls are not reported
-            sql = stack.enter_context(closing(SqlRunStore(url)))
-            ready = through_the_bot(target, sql, spare, KeptConnector(spare, stack))
-            results[KEPT] = measure(ready, repeat)
-            ready = through_the_bot(target, MemoryRunStore(), spare, KeptConnector(spare, stack))
-            results[f"{KEPT}, {TWIN}"] = measure(ready, repeat)
+            ready = through_the_bot(target, MemoryRunStore(), spare, stack)
+            results[TWIN] = measure(ready, repeat)
             commit = bare_commits(Path(workdir) / "bare.db")
         floor = each_command(lambda c: subprocess.run(["/bin/sh", "-c", c], capture_output=True))
         results["local /bin/sh -c (floor)"] = measure(lambda: floor, repeat)
@@ -369,8 +340,9 @@ def report(
     commit: list[float],
 ) -> None:
     print(f"{STEPS} steps of `echo step N` on one host over loopback, {len(runs)} timed runs each")
-    print("bot: Runner, ParamikoConnector, SqlRunStore on a SQLite file (WAL, synchronous=FULL);")
-    print("     docker/registry/http ports are in-memory twins (the plan has shell steps only)\n")
+    print("bot: Runner, KeptConnections over ParamikoConnector (as wired), SqlRunStore on a SQLite")
+    print("     file (WAL, synchronous=FULL); docker/registry/http ports are in-memory twins (the")
+    print("     plan has shell steps only); each timed run follows a run on the same host\n")
     print(f"{'variant (ms for all 10 steps)':<{WIDTH}}{'min':>8}{'median':>8}{'p90':>8}")
     medians = {name: statistics.median(seconds) * 1000 for name, seconds in results.items()}
     for name, seconds in results.items():
@@ -381,7 +353,7 @@ def report(
     ratio = f"{bot / raw:.2f}x (target {TARGET_RATIO}x: {met})"
     print(f"\nbot / {BASELINE} (medians): {ratio}")
     print(f"bot's overhead per step over it: {(bot - raw) / STEPS:.1f} ms")
-    print(f"bot / {CONNECTING} (medians): {bot / medians[CONNECTING]:.2f}x")
+    print(f"{COLD} / {CONNECTING} (medians): {medians[COLD] / medians[CONNECTING]:.2f}x")
     for name in (n for n in medians if n.startswith("ansible-playbook")):
         print(f"{name} / bot (medians): {medians[name] / bot:.1f}x")
     # The first command of a run opens the first channel of a new connection: shown apart.
@@ -407,8 +379,7 @@ def report(
             f"{ms:.2f} ms, p90 {p90:.2f} ms ({len(commit)} times); {commits:.0f} of them: "
             f"{commits * ms:.1f} ms"
         )
-    if KEPT in results:
-        print(f"{KEPT}: KeptConnector, the connection opened by the warm-up run (a diagnosis)")
+    if TWIN in results:
         print(f"{TWIN}: MemoryRunStore in place of SqlRunStore, no durable writes (a diagnosis)")
 
 

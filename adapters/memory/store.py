@@ -110,13 +110,16 @@ class MemoryRunStore:
         at: datetime,
         actor: str,
         reason: str = "",
+        steps: Sequence[StepResult] = (),
     ) -> Run:
         at = as_utc(at)
         with self._lock:
             run = self._run(run_id)
             if run.state != expected:
                 raise moved_meanwhile(run_id, expected, run.state)
-            return self._move(run, target, at=at, actor=actor, reason=reason)
+            moved = self._move(run, target, at=at, actor=actor, reason=reason)
+            self._write_steps(steps)
+            return moved
 
     def hold(self, run_id: int, *, at: datetime) -> None:
         with self._lock:
@@ -178,16 +181,25 @@ class MemoryRunStore:
         )
         return moved
 
-    def record_step(self, result: StepResult) -> None:
-        finished = result.finished_at
-        result = replace(
-            result,
-            started_at=as_utc(result.started_at),
-            finished_at=as_utc(finished) if finished is not None else None,
-            captures=dict(result.captures),  # a copy: the caller's dict may change later
-        )
+    def record_step(self, *results: StepResult) -> None:
         with self._lock:
+            self._write_steps(results)
+
+    def _write_steps(self, results: Sequence[StepResult]) -> None:
+        """All or nothing: every result is checked before any is written. The caller holds the
+        lock."""
+        copies = [
+            replace(
+                result,
+                started_at=as_utc(result.started_at),
+                finished_at=as_utc(result.finished_at) if result.finished_at else None,
+                captures=dict(result.captures),  # a copy: the caller's dict may change later
+            )
+            for result in results
+        ]
+        for result in copies:
             self._run(result.run_id)
+        for result in copies:
             key = (result.run_id, result.phase, result.step_id)
             earlier = self._steps.get(key)
             order = earlier.order if earlier else next(self._order)

@@ -160,10 +160,12 @@ class RunStore(Protocol):
         at: datetime,
         actor: str,
         reason: str = "",
+        steps: Sequence[StepResult] = (),
     ) -> Run:
-        """Move a run from `expected` to `target` atomically and record the event. Moving into a
-        held state (running, rolling back) gives this store's process the claim on the run, for
-        the store's lease; moving out of one ends the claim.
+        """Move a run from `expected` to `target` atomically and record the event, and `steps`
+        as `record_step` would, all in one transaction. Moving into a held state (running,
+        rolling back) gives this store's process the claim on the run, for the store's lease;
+        moving out of one ends the claim.
 
         Raises `InvalidTransition` when the run is no longer in `expected` or the move is not
         allowed, and `InstanceBusy` when `target` is active and another run holds the instance.
@@ -190,8 +192,8 @@ class RunStore(Protocol):
         claim was renewed or the run moved meanwhile (then nothing changed)."""
         ...
 
-    def record_step(self, result: StepResult) -> None:
-        """Insert or replace the result of (run, phase, step)."""
+    def record_step(self, *results: StepResult) -> None:
+        """Insert or replace the result of each (run, phase, step), all in one transaction."""
         ...
 
     def steps(self, run_id: int) -> list[StepResult]:

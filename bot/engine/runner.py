@@ -1,10 +1,12 @@
 """The runner: executes an approved plan step by step, committing each result before the next.
 
 Before a step runs, the store records it as started; after, as succeeded or failed with its output,
-captures and verifications. So after a crash the bot knows which step may have run, and never runs
-it again without someone deciding so. A destructive step is refused unless this run captured a
-backup of the host it runs on. A gate pauses the run (`waiting`) until an approver lets it go on;
-`resume` continues after the gate.
+captures and verifications. A step's end is committed together with what the run writes next (the
+next step's start, a gate, the run's next state), so each step costs one commit, and its start is
+always on disk before its command runs. So after a crash the bot knows which step may have run,
+and never runs it again without someone deciding so. A destructive step is refused unless this
+run captured a backup of the host it runs on. A gate pauses the run (`waiting`) until an approver
+lets it go on; `resume` continues after the gate.
 
 When a step fails after a step that changes its host started, and the runbook says so, the
 rollback steps that undo what changed run, and the run ends `rolled_back` or, loudly,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 from bot.domain.errors import RunTakenOver
@@ -251,12 +254,15 @@ class Runner:
     def _continue(self, run: Run, actor: str, *, start: int, captures: dict[str, str]) -> Run:
         plan = run.plan
         with self._sessions(plan) as sessions:
-            stop = self._run_steps(run, Phase.UPGRADE, plan.steps[start:], captures, sessions)
+            stop, ended = self._run_steps(
+                run, Phase.UPGRADE, plan.steps[start:], captures, sessions
+            )
             if stop is None:
-                return self._move(run, RunState.SUCCEEDED, actor, "every step and check passed")
+                passed = "every step and check passed"
+                return self._move(run, RunState.SUCCEEDED, actor, passed, ended=ended)
             if stop.gate:
                 return self._move(run, RunState.WAITING, actor, stop.reason)
-            run = self._move(run, RunState.FAILED, actor, stop.reason)
+            run = self._move(run, RunState.FAILED, actor, stop.reason, ended=ended)
             return self._roll_back(run, actor, captures, sessions)
 
     def _close_in_doubt(self, run_id: int) -> list[StepResult]:
@@ -296,10 +302,11 @@ class Runner:
         sessions: Sessions,
     ) -> Run:
         """Run the rollback `steps` of a run that is rolling back, to its end."""
-        undo = self._run_steps(run, Phase.ROLLBACK, steps, captures, sessions)
+        undo, ended = self._run_steps(run, Phase.ROLLBACK, steps, captures, sessions)
         if undo is None:
-            return self._move(run, RunState.ROLLED_BACK, actor, "back on the previous version")
-        return self._move(run, RunState.ROLLBACK_FAILED, actor, undo.reason)
+            back = "back on the previous version"
+            return self._move(run, RunState.ROLLED_BACK, actor, back, ended=ended)
+        return self._move(run, RunState.ROLLBACK_FAILED, actor, undo.reason, ended=ended)
 
     def _sessions(self, plan: Plan) -> Sessions:
         main = self._inventory.find(plan.product, plan.environment, plan.instance)
@@ -313,9 +320,12 @@ class Runner:
         steps: tuple[PlannedStep, ...],
         captures: dict[str, str],
         sessions: Sessions,
-    ) -> _Stop | None:
+    ) -> tuple[_Stop | None, StepResult | None]:
+        """Run `steps` until one fails or waits; with why it stopped (None: it did not), the
+        last step's end, which the caller writes with the run's next state."""
+        now, ended = self._ports.clock.now, None
         for planned in steps:
-            self._store.hold(run.id, at=self._ports.clock.now())  # or stop: taken over
+            self._store.hold(run.id, at=now())  # or stop: taken over
             step = planned.step
             started = StepResult(
                 run_id=run.id,
@@ -324,33 +334,32 @@ class Runner:
                 step_id=step.id,
                 title=step.title,
                 status=StepStatus.STARTED,
-                started_at=self._ports.clock.now(),
+                started_at=now(),
             )
             if isinstance(step.action, GateAction):
-                self._store.record_step(replace(started, status=StepStatus.WAITING))
+                self._record(run, ended, replace(started, status=StepStatus.WAITING))
                 self._observer.step_started(run, phase, planned)
-                return _Stop(
-                    planned,
-                    f"waiting at step {planned.number} `{step.id}` for an approver to go on",
-                    gate=True,
-                )
+                waiting = f"waiting at step {planned.number} `{step.id}` for an approver to go on"
+                return _Stop(planned, waiting, gate=True), None
             needed = backup_name(step.runs_on, run.plan.backup_capture)
             if phase is Phase.UPGRADE and step.destructive and not captures.get(needed):
                 reason = (
                     f"{REFUSED} `{step.id}`: it is destructive and this run has captured "
                     f"no backup of its host (`{needed}`)."
                 )
-                self._finish(run, started, StepOutcome(result=None, error=reason))
-                return _Stop(planned, reason)
-            self._store.record_step(started)
+                self._record(run, ended)
+                refused = _ended(started, StepOutcome(result=None, error=reason), at=now())
+                return _Stop(planned, reason), refused
+            self._record(run, ended, started)
             self._observer.step_started(run, phase, planned)
             values = {**run.plan.values_for(step.runs_on), **captures}
             outcome = self._execute(run, planned, values, sessions)
             captures.update(outcome.captures)
-            self._finish(run, started, outcome)
+            ended = _ended(started, outcome, at=now())
             if not outcome.ok:
-                return _Stop(planned, f"Step {planned.number} `{step.id}` failed: {outcome.error}")
-        return None
+                failed = f"Step {planned.number} `{step.id}` failed: {outcome.error}"
+                return _Stop(planned, failed), ended
+        return None, ended
 
     def _execute(
         self, run: Run, planned: PlannedStep, values: dict[str, str], sessions: Sessions
@@ -373,27 +382,52 @@ class Runner:
                 "instance is unknown (see the bot's log).",
             )
 
-    def _finish(self, run: Run, started: StepResult, outcome: StepOutcome) -> None:
-        result = replace(
-            started,
-            status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
-            finished_at=self._ports.clock.now(),
-            result=outcome.result,
-            captures=dict(outcome.captures),
-            verifications=outcome.verifications,
-            error=outcome.error,
-        )
-        self._store.record_step(result)
-        self._observer.step_finished(run, result)
+    def _record(self, run: Run, ended: StepResult | None, *results: StepResult) -> None:
+        """Write the end of the step before (if not written yet) with `results`, in one commit;
+        then tell the observer that step ended."""
+        self._store.record_step(*([ended] if ended else []), *results)
+        if ended is not None:
+            self._observer.step_finished(run, ended)
 
-    def _move(self, run: Run, target: RunState, actor: str, reason: str) -> Run:
+    def _move(
+        self,
+        run: Run,
+        target: RunState,
+        actor: str,
+        reason: str,
+        *,
+        ended: StepResult | None = None,
+    ) -> Run:
+        """Move the run to `target`, writing the end of its last step (`ended`) in the same
+        commit."""
         if run.state in HELD_STATES:
             self._store.hold(run.id, at=self._ports.clock.now())  # or stop: taken over
         moved = self._store.transition(
-            run.id, run.state, target, at=self._ports.clock.now(), actor=actor, reason=reason
+            run.id,
+            run.state,
+            target,
+            at=self._ports.clock.now(),
+            actor=actor,
+            reason=reason,
+            steps=[ended] if ended else [],
         )
+        if ended is not None:
+            self._observer.step_finished(run, ended)
         self._observer.state_changed(moved, reason)
         return moved
+
+
+def _ended(started: StepResult, outcome: StepOutcome, *, at: datetime) -> StepResult:
+    """The record of a step that ended at `at`."""
+    return replace(
+        started,
+        status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
+        finished_at=at,
+        result=outcome.result,
+        captures=dict(outcome.captures),
+        verifications=outcome.verifications,
+        error=outcome.error,
+    )
 
 
 def _captured(results: list[StepResult]) -> dict[str, str]:

@@ -198,6 +198,38 @@ def test_a_finished_step_replaces_its_started_record(store: RunStore) -> None:
     assert store.steps(run.id)[0].result == done.result
 
 
+def test_one_step_ends_and_the_next_starts_in_one_write(store: RunStore) -> None:
+    run = new_run(store, *TO_RUNNING)
+    first = make_result(run_id=run.id, step_id="pull", number=1, started_at=at(1))
+    second = started(make_result(run_id=run.id, step_id="backup", number=2, started_at=at(2)))
+    store.record_step(started(first))
+    store.record_step(first, second)
+    assert store.steps(run.id) == [first, second]
+
+
+def test_several_steps_are_written_all_or_none(store: RunStore) -> None:
+    run = new_run(store, *TO_RUNNING)
+    done = make_result(run_id=run.id)
+    stray = make_result(run_id=run.id + 99, step_id="backup")
+    with pytest.raises(UnknownRun):
+        store.record_step(done, stray)
+    assert store.steps(run.id) == []
+
+
+def test_a_transition_writes_the_steps_given_with_it_or_none_when_refused(
+    store: RunStore,
+) -> None:
+    run = new_run(store, *TO_RUNNING)
+    done = make_result(run_id=run.id)
+    store.record_step(started(done))
+    with pytest.raises(InvalidTransition):
+        store.transition(run.id, S.RUNNING, S.PLANNED, at=at(5), actor="bot", steps=[done])
+    assert store.steps(run.id) == [started(done)]
+    store.transition(run.id, S.RUNNING, S.SUCCEEDED, at=at(5), actor="bot", steps=[done])
+    assert store.get(run.id).state is S.SUCCEEDED
+    assert store.steps(run.id) == [done]
+
+
 def test_a_failed_step_keeps_its_error_and_an_empty_result(store: RunStore) -> None:
     run = new_run(store, *TO_RUNNING)
     failed = make_result(

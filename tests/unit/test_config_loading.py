@@ -47,13 +47,16 @@ def test_the_example_config_loads(config_file):
 def test_keep_open_may_be_zero_but_not_negative(config_file):
     config = load_config(config_file, environ=ENV)
     kept = config.inventory.find("myst-studio", "nonprod", "myst-test").ssh
-    assert kept is not None and kept.keep_open == 60
+    assert kept is not None
+    assert kept.keep_open == 60
     config_file.write_text(config_file.read_text().replace("keep_open: 60s", "keep_open: 0s"))
     never = load_config(config_file, environ=ENV).inventory.find("myst-studio", "nonprod", None)
-    assert never.ssh is not None and never.ssh.keep_open == 0
+    assert never.ssh is not None
+    assert never.ssh.keep_open == 0
     config_file.write_text(config_file.read_text().replace("keep_open: 0s", "keep_open: -5s"))
     text = _problems(config_file, ENV)
-    assert "keep_open" in text and "30s, 10m, 4h or 1d" in text
+    assert "keep_open" in text
+    assert "30s, 10m, 4h or 1d" in text
 
 
 def test_the_default_environment_is_used_when_none_is_named(config_file):

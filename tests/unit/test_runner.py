@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from adapters.memory.store import MemoryRunStore
 from bot.domain.errors import InstanceBusy
 from bot.domain.plan import PlannedStep
 from bot.domain.run import Phase, RunState, StepStatus
@@ -79,6 +80,33 @@ def test_every_step_is_committed_as_started_before_it_runs_and_final_before_the_
         assert statuses[-1] is StepStatus.STARTED  # this step, committed before it runs
         assert all(s is StepStatus.SUCCEEDED for s in statuses[:-1])
         assert len(statuses) == index + 1
+
+
+def test_a_step_costs_one_write_its_end_going_with_the_next_write():
+    world = myst_world()
+    writes: list[tuple[str, list[StepStatus]]] = []
+
+    class Counting(MemoryRunStore):
+        def record_step(self, *results):
+            writes.append(("steps", [r.status for r in results]))
+            super().record_step(*results)
+
+        def transition(self, run_id, expected, target, *, steps=(), **options):
+            writes.append((target.value, [r.status for r in steps]))
+            return super().transition(run_id, expected, target, steps=steps, **options)
+
+    world.store = Counting()
+    run_id = _approved(world)
+    writes.clear()
+    world.runner().execute(run_id, actor="U2")
+    done, begun = StepStatus.SUCCEEDED, StepStatus.STARTED
+    assert writes == [
+        ("running", []),
+        ("steps", [begun]),
+        *[("steps", [done, begun])] * (len(IN_PLACE) - 1),
+        ("succeeded", [done]),
+    ]
+    assert all(s.status is done for s in world.store.steps(run_id))
 
 
 def _never_restarted(world: MemoryWorld) -> None:
