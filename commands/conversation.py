@@ -19,9 +19,10 @@ from typing import Any, Protocol
 from bot.domain.approval import Decision
 from bot.domain.conversation import ChatThread
 from bot.domain.errors import BotError, OperationalError
-from bot.domain.run import Phase, Run, RunState
+from bot.domain.run import Run, RunState
 from bot.engine.approvals import Approval
 from bot.engine.planning import UpgradeRequest
+from bot.engine.recovery import can_resume
 from bot.engine.report import build_report
 from bot.engine.runner import RunObserver
 from bot.engine.scheduling import Scheduling
@@ -293,7 +294,7 @@ class Conversation(TimekeepingMixin):
         view = InterruptedView(
             run=run,
             reason=self.service.store.events(run.id)[-1].reason,
-            can_resume=not any(s.phase is Phase.ROLLBACK for s in steps),
+            can_resume=can_resume(steps),
         )
         thread = self.service.store.thread(run.id)
         if thread is not None:

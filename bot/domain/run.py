@@ -155,11 +155,15 @@ def _started(results: Sequence[StepResult]) -> set[str]:
     }
 
 
+def _changed(steps: Sequence[PlannedStep], started: set[str]) -> set[str]:
+    """The roles whose host a step among `steps` changed, having started."""
+    return {p.step.runs_on for p in steps if p.step.changes_host and p.step.id in started}
+
+
 def changed_roles(plan: Plan, results: Sequence[StepResult]) -> set[str]:
     """The roles ("" is the instance itself) whose host a started step has changed: they need
     their rollback steps if the run is undone."""
-    started = _started(results)
-    return {p.step.runs_on for p in plan.steps if p.step.changes_host and p.step.id in started}
+    return _changed(plan.steps, _started(results))
 
 
 def needed_rollback(
@@ -184,7 +188,7 @@ def needed_rollback(
             if isinstance(p.step.action, GateAction) and p.step.id in passed
         ]
         steps = steps[gates[-1] + 1 :] if gates else steps
-    changed = {p.step.runs_on for p in steps if p.step.changes_host and p.step.id in started}
+    changed = _changed(steps, started)
     return tuple(
         p
         for p in plan.rollback

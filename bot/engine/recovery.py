@@ -43,6 +43,11 @@ def take_over_lapsed(store: RunStore, clock: Clock) -> list[Run]:
     return interrupted
 
 
+def can_resume(results: Sequence[StepResult]) -> bool:
+    """Whether an interrupted run may go on forwards: not once it began rolling back."""
+    return not any(r.phase is Phase.ROLLBACK for r in results)
+
+
 def check_decision(run: Run, results: Sequence[StepResult], *, resume: bool) -> None:
     """Refuse, with the way out, a decision on an interrupted run that cannot be carried out: a
     fleet as a whole, resuming a rollback, rolling back a run that changed nothing."""
@@ -53,7 +58,7 @@ def check_decision(run: Run, results: Sequence[StepResult], *, resume: bool) -> 
             f"Decide for each instance's own run (`/upgrade status {run.id}` lists them), then "
             f"`/upgrade cancel {run.id}`.",
         )
-    if resume and any(r.phase is Phase.ROLLBACK for r in results):
+    if resume and not can_resume(results):
         raise UserError(
             f"Run #{run.id} was interrupted while it rolled back: it can only roll back further.",
             f"Use `/upgrade rollback {run.id}`.",

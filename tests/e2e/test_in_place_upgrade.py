@@ -21,7 +21,7 @@ from bot.engine.planning import Planner, UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.runner import Runner, SilentObserver
 from bot.wiring import build_ports
-from tests.hostkit.deployment import START_VERSION, Deployment
+from tests.hostkit.deployment import START_VERSION, Deployment, engine_service
 from tests.hostkit.services import free_port
 
 pytestmark = pytest.mark.services
@@ -172,21 +172,11 @@ def test_unknown_host_key(myst_deployment: Deployment):
 
 
 def test_rollback_on_request_restores_the_old_version_and_data(myst_deployment: Deployment):
-    from adapters.memory.store import MemoryRunStore
-    from bot.console.session import NoDirectory
     from bot.domain.approval import Decision
-    from bot.engine.service import UpgradeService
 
     host = myst_deployment.host
     before = host.database()
-    config = myst_deployment.config()
-    service = UpgradeService(
-        catalog=config.catalog,
-        inventory=config.inventory,
-        ports=build_ports(),
-        store=MemoryRunStore(),
-        directory=NoDirectory(),
-    )
+    service = engine_service(myst_deployment.config())
 
     def approve_and_run(approval):  # type: ignore[no-untyped-def]
         service.vote(

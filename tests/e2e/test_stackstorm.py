@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from adapters.memory.store import MemoryRunStore
 from adapters.sql_store import SqlRunStore, upgrade_schema
-from bot.console.session import NoDirectory
 from bot.domain.approval import Decision
 from bot.domain.errors import DowngradeRefused, VersionNotAvailable
 from bot.domain.plan import PlannedStep
@@ -29,7 +27,7 @@ from bot.engine.runner import SilentObserver
 from bot.engine.service import UpgradeService
 from bot.slack.blocks import APPROVE_ACTION
 from bot.slack.blocks_report import summary_blocks
-from bot.wiring import build_ports
+from tests.hostkit.deployment import engine_service
 from tests.hostkit.slackbot import BOB, SlackBot, text_of, wait_for
 from tests.hostkit.st2_deployment import St2Deployment
 from tests.hostkit.stackstorm import St2Host, new_crypto_key
@@ -52,17 +50,6 @@ MIGRATION = "Run the migration script of st2"
 # -- driving the engine -------------------------------------------------------------------------
 
 
-def _service(deployment: St2Deployment) -> UpgradeService:
-    config = deployment.config()
-    return UpgradeService(
-        catalog=config.catalog,
-        inventory=config.inventory,
-        ports=build_ports(),
-        store=MemoryRunStore(),
-        directory=NoDirectory(),
-    )
-
-
 def _approved(service: UpgradeService, version: str, **request: Any) -> int:
     approval = service.request(
         UpgradeRequest(product="st2", version=version, **request), requester="U0ALICE01"
@@ -76,6 +63,18 @@ def _approved(service: UpgradeService, version: str, **request: Any) -> int:
 
 def _report(service: UpgradeService, run: Run) -> RunReport:
     return build_report(run, service.store.steps(run.id))
+
+
+def _slack_bot(
+    factory: Callable[..., SlackBot], deployment: St2Deployment, database: Path
+) -> tuple[SlackBot, SqlRunStore]:
+    """A bot behind the Slack emulator, its runs kept in a fresh SQLite file at `database`."""
+    url = f"sqlite:///{database}"
+    upgrade_schema(url)
+    store = SqlRunStore(url)
+    bot = factory(deployment.config(), store=store, database_url=url)
+    bot.emulator.limiter.enabled = False  # Slack's pacing is the surface tests' subject
+    return bot, store
 
 
 def _through_the_gate(service: UpgradeService, run_id: int) -> Run:
@@ -123,11 +122,7 @@ def test_package_upgrade_asked_in_slack(
     host = deployment.host
     ciphertext = next(i["value"] for i in host.datastore() if i["name"] == "api_token")
     database = tmp_path / "bot.db"
-    url = f"sqlite:///{database}"
-    upgrade_schema(url)
-    store = SqlRunStore(url)
-    bot = slack_bot_factory(deployment.config(), store=store, database_url=url)
-    bot.emulator.limiter.enabled = False  # Slack's pacing is the surface tests' subject
+    bot, store = _slack_bot(slack_bot_factory, deployment, database)
 
     status, _ = bot.command("st2 3.8.1")
     assert status == 200
@@ -192,7 +187,7 @@ def test_yum_before_3_3_upgrades_mistral_and_the_enterprise_packages(
     deployment.main_vars["enterprise_packages"] = "bwc-enterprise"
     deployment.write_config()
     host = deployment.host
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, "3.2.0")
     run = service.execute(run_id)
     assert run.state is RunState.SUCCEEDED, _report(service, run).failed_step
@@ -219,7 +214,7 @@ def test_a_yum_rollback_before_3_3_reinstalls_mistral_and_the_enterprise_package
     deployment.write_config()
     host = deployment.host
     host.fail_migration("st2-cleanup-policy-delayed.py")
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run = service.execute(_approved(service, "3.2.0"))
     report = _report(service, run)
     assert run.state is RunState.ROLLED_BACK, report.failed_step
@@ -240,7 +235,7 @@ def test_skipped_releases_run_their_migrations_in_version_order(
     """2.0.0 -> 3.10.0 passes 2.1, 3.1, 3.5, 3.8, 3.9 and 3.10 (3.10 after 3.9, as versions)."""
     deployment = st2_deployment_factory(version="2.0.0", keys=KEYS)
     host = deployment.host
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, "3.10.0")
     migrations = [p.step.title for p in service.run(run_id).plan.steps if p.step.irreversible]
     assert migrations == [
@@ -284,7 +279,7 @@ def test_a_failing_migration_stops_there_and_the_old_packages_come_back(
             if planned.step.id == "migrate-3.5-1":
                 conf.write_text(config + "\n[messaging]\nurl = amqp://changed-by-3.9.0\n")
 
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, "3.9.0")
     run = service.execute(run_id, NewPackageConfig())
     report = _report(service, run)
@@ -331,7 +326,7 @@ def test_a_process_left_after_the_stop_is_named_and_rolled_back(
     deployment = st2_deployment_factory(version="3.7.0")
     host = deployment.host
     host.leave_running("st2actionrunner")
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run = service.execute(_approved(service, "3.8.1"))
     report = _report(service, run)
     assert run.state is RunState.ROLLED_BACK
@@ -348,7 +343,7 @@ def test_a_host_with_neither_apt_nor_yum_is_refused_before_anything_stops(
     deployment = st2_deployment_factory(version="3.4.0", package_tool=None)
     host = deployment.host
     before = _kept_state(host)
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run = service.execute(_approved(service, "3.8.1"))
     report = _report(service, run)
     assert run.state is RunState.FAILED
@@ -368,7 +363,7 @@ def test_an_older_or_unknown_target_is_refused_at_planning(
 ) -> None:
     deployment = st2_deployment_factory(version="3.4.0")
     before = _kept_state(deployment.host)
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     with pytest.raises(DowngradeRefused, match=r"runs StackStorm 3\.4\.0, which is newer than"):
         service.plan(UpgradeRequest(product="st2", version="3.2.0"))
     with pytest.raises(DowngradeRefused, match=r"already runs StackStorm 3\.4\.0"):
@@ -402,11 +397,7 @@ def test_rollover_asked_in_slack_waits_for_the_repointing(
     ciphertext = next(i["value"] for i in old.datastore() if i["name"] == "api_token")
     before = _kept_state(old)
     database = tmp_path / "bot.db"
-    url = f"sqlite:///{database}"
-    upgrade_schema(url)
-    store = SqlRunStore(url)
-    bot = slack_bot_factory(deployment.config(), store=store, database_url=url)
-    bot.emulator.limiter.enabled = False  # Slack's pacing is the surface tests' subject
+    bot, store = _slack_bot(slack_bot_factory, deployment, database)
 
     status, _ = bot.command("st2 3.8.1 strategy=rollover")
     assert status == 200
@@ -479,7 +470,7 @@ def test_rollover_from_before_1_5_adds_scope_and_secret(
     deployment.new_vars["pack_urls"] = url
     deployment.write_config()
     before = _kept_state(old)
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, "2.6.0", strategy="rollover")
     ids = [p.step.id for p in service.run(run_id).plan.steps]
     assert "add-scope-and-secret" in ids
@@ -509,7 +500,7 @@ def test_rollover_to_before_2_1_installs_packs_by_name_and_a_rejected_gate_stops
     deployment.new_vars.update(packs="alpha,beta", packs_repo=url)
     deployment.write_config()
     before = _kept_state(old)
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, "2.0.0", strategy="rollover")
     assert "install-packs" not in [p.step.id for p in service.run(run_id).plan.steps]
     run = service.execute(run_id)
@@ -535,7 +526,7 @@ def test_rollover_refuses_a_new_host_that_cannot_decrypt_the_secrets(
     deployment.new_vars["pack_urls"] = "none"
     deployment.write_config()
     before = _kept_state(old)
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run = service.execute(_approved(service, "3.8.1", strategy="rollover"))
     report = _report(service, run)
     assert run.state is RunState.FAILED

@@ -9,8 +9,6 @@ from pathlib import Path
 import docker
 import pytest
 
-from adapters.memory.store import MemoryRunStore
-from bot.console.session import NoDirectory
 from bot.domain.approval import Decision
 from bot.domain.errors import VersionNotAvailable
 from bot.domain.run import Phase, RunState, StepStatus
@@ -18,24 +16,12 @@ from bot.engine.planning import UpgradeRequest
 from bot.engine.report import build_report
 from bot.engine.runner import SilentObserver
 from bot.engine.service import UpgradeService
-from bot.wiring import build_ports
-from tests.hostkit.deployment import START_VERSION, Deployment
+from tests.hostkit.deployment import START_VERSION, Deployment, engine_service
 from tests.hostkit.myst import MystHost
 
 pytestmark = pytest.mark.services
 
 BOB = "U0BOB0001"
-
-
-def _service(deployment: Deployment) -> UpgradeService:
-    config = deployment.config()
-    return UpgradeService(
-        catalog=config.catalog,
-        inventory=config.inventory,
-        ports=build_ports(),
-        store=MemoryRunStore(),
-        directory=NoDirectory(),
-    )
 
 
 def _approved(service: UpgradeService, **request: object) -> int:
@@ -66,7 +52,7 @@ def _nonprod(deployment: Deployment) -> MystHost:
 def test_phased_on_production_data_stops_at_the_gate_then_upgrades_production(phased):
     prod, nonprod = phased.host, _nonprod(phased)
     prod.write_database(prod.database() + "customer=only-in-production\n")
-    service = _service(phased)
+    service = engine_service(phased.config())
     run_id = _approved(service, strategy="phased", options={"prod_data": "yes"})
 
     run = service.execute(run_id)
@@ -91,7 +77,7 @@ def test_phased_on_production_data_stops_at_the_gate_then_upgrades_production(ph
 def test_a_rejected_gate_rolls_non_production_back(phased):
     nonprod = _nonprod(phased)
     before = nonprod.database()
-    service = _service(phased)
+    service = engine_service(phased.config())
     run_id = _approved(service, strategy="phased")
     run = service.execute(run_id)
     assert run.state is RunState.WAITING
@@ -106,7 +92,7 @@ def test_a_rejected_gate_rolls_non_production_back(phased):
 def test_a_production_failure_rolls_back_production_only(phased):
     prod, nonprod = phased.host, _nonprod(phased)
     before = prod.database()
-    service = _service(phased)
+    service = engine_service(phased.config())
     run_id = _approved(service, strategy="phased")
     service.execute(run_id)
     gate = service.approval(service.run(run_id))
@@ -150,7 +136,7 @@ def archive_dir(services, myst_images: str, tmp_path: Path) -> Path:
 def test_offline_uploads_the_archive_and_imports_it(myst_deployment: Deployment, archive_dir):
     myst_deployment.main_vars["archive_dir"] = str(archive_dir)
     myst_deployment.write_config()
-    service = _service(myst_deployment)
+    service = engine_service(myst_deployment.config())
     run_id = _approved(service, strategy="offline")
     transfers: list[tuple[int, int | None]] = []
 
@@ -178,7 +164,7 @@ def test_offline_refuses_a_version_without_an_archive(myst_deployment: Deploymen
     myst_deployment.main_vars["archive_dir"] = str(archive_dir)
     myst_deployment.write_config()
     with pytest.raises(VersionNotAvailable, match=r"newest last\): 3\.9\.1"):
-        _service(myst_deployment).plan(
+        engine_service(myst_deployment.config()).plan(
             UpgradeRequest(product="myst", version="3.10.0", strategy="offline")
         )
 
@@ -198,7 +184,7 @@ def blue_green(myst_deployment: Deployment, myst_host_factory, proxy_factory):  
 
 def test_zero_downtime_switches_traffic_without_a_failed_request(blue_green):
     deployment, green, proxy = blue_green
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, strategy="zero-downtime")
     poller = proxy.poller(interval=0.02)
     run = service.execute(run_id)
@@ -217,7 +203,7 @@ def test_zero_downtime_switches_traffic_without_a_failed_request(blue_green):
 
 def test_zero_downtime_switches_back_when_the_check_through_the_proxy_fails(blue_green):
     deployment, green, proxy = blue_green
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, strategy="zero-downtime")
 
     class WrongVersionAfterSwitch(SilentObserver):
@@ -239,7 +225,7 @@ def test_zero_downtime_switches_back_when_the_check_through_the_proxy_fails(blue
 def test_zero_downtime_leaves_traffic_on_blue_when_green_fails(blue_green):
     deployment, green, proxy = blue_green
     green.startup_errors("ERROR cannot open repository")
-    service = _service(deployment)
+    service = engine_service(deployment.config())
     run_id = _approved(service, strategy="zero-downtime")
     poller = proxy.poller(interval=0.02)
     run = service.execute(run_id)
@@ -258,7 +244,7 @@ def test_a_fleet_upgrades_the_canary_then_batches(myst_deployment: Deployment, m
         myst_deployment.fleet[name] = host
     myst_deployment.batch_size = 2
     myst_deployment.write_config()
-    service = _service(myst_deployment)
+    service = engine_service(myst_deployment.config())
     run_id = _approved(service)  # no instance= : the whole environment
     run = service.execute(run_id)
     assert run.state is RunState.SUCCEEDED, service.store.events(run_id)[-1].reason

@@ -17,13 +17,10 @@ from pathlib import Path
 import docker
 import yaml
 
-from adapters.memory.store import MemoryRunStore
-from bot.console.session import NoDirectory
 from bot.engine.service import UpgradeService
-from bot.wiring import build_ports
 from tests.faults.matrix import OLD, RUNBOOK, Scenario
 from tests.faults.states import HostState, ProxyState, host_state, proxy_state
-from tests.hostkit.deployment import Deployment
+from tests.hostkit.deployment import Deployment, engine_service
 from tests.hostkit.faults import Forwarder, ScriptSwitches, quiesce, settle
 from tests.hostkit.myst import MystHost
 from tests.hostkit.proxy import ProxyHost
@@ -143,14 +140,7 @@ class Rig:
         self.deployment.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def service(self) -> UpgradeService:
-        config = self.deployment.config()
-        return UpgradeService(
-            catalog=config.catalog,
-            inventory=config.inventory,
-            ports=build_ports(),
-            store=MemoryRunStore(),
-            directory=NoDirectory(),
-        )
+        return engine_service(self.deployment.config())
 
     def heal(self) -> None:
         """Mend every fault: switches off, relays listening, containers running."""

@@ -15,13 +15,28 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters.memory.store import MemoryRunStore
 from bot.config import Config, load_config
+from bot.console.session import NoDirectory
+from bot.engine.service import UpgradeService
+from bot.wiring import build_ports
 from tests.hostkit.myst import MystHost
 from tests.hostkit.services import Services
 from tests.hostkit.sshd import SshServer
 
 START_VERSION = "3.9.0.3"
 POLICY = {"approvers": ["U0BOB0001", "U0CAROL01"], "approvals_required": 1}
+
+
+def engine_service(config: Config) -> UpgradeService:
+    """The engine as the bot wires it, over real hosts, with a fresh in-memory run store."""
+    return UpgradeService(
+        catalog=config.catalog,
+        inventory=config.inventory,
+        ports=build_ports(),
+        store=MemoryRunStore(),
+        directory=NoDirectory(),
+    )
 
 
 @dataclass
