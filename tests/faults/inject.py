@@ -6,10 +6,11 @@ then. Faults that must land *while* the step runs park the step's script at its 
 `hold` switch: a thread waits until the script is parked, breaks the link (kills the SSH sessions,
 cuts the Docker or registry relay), then lets the script go on into the broken world. A transfer
 has its SSH sessions killed after its first chunk. A plain command (`test`, `mkdir`) is too short
-to catch: its sessions are killed as it starts, or, when the step opens the run's first connection
-to its host (sessions open on first use), that connection is killed as it is made. When the
-rollback starts, every fault is mended (unless the case says it lasts), as when a network blip or
-a bad release is over.
+to catch: its sessions are killed as it starts, or, when the step is the run's first on its host
+(sessions open on first use), the connection it takes is killed: the one kept open since an
+earlier run (planning reads the version over SSH), and the new one it then opens, as it is made.
+When the rollback starts, every fault is mended (unless the case says it lasts), as when a
+network blip or a bad release is over.
 """
 
 from __future__ import annotations
@@ -143,23 +144,28 @@ class FaultInjector(SilentObserver):
         self._threads.append(thread)
         thread.start()
 
-    def _when_connecting(self, existing: set[int]) -> None:
-        """Kill the connection the step opens as soon as sshd forks for it (the key exchange and
-        authentication take tens of milliseconds, the polling one), and any other new one for
-        half a second after, so the step's own cannot slip through."""
+    def _when_connecting(self, kept: set[int]) -> None:
+        """Kill the connections kept open for the step to take, then the one the step opens
+        instead as soon as sshd forks for it (the key exchange and authentication take tens of
+        milliseconds, the polling one), and any other new one for half a second after, so the
+        step's own cannot slip through."""
         ssh = self.rig.ssh
+        kill(list(kept))
 
         def act() -> None:
-            killed: set[int] = set()
+            opened: set[int] = set()
             deadline, until = time.monotonic() + HOLD_WAIT, None
             while time.monotonic() < (until or deadline):
-                if new := [pid for pid in ssh.session_pids() if pid not in existing | killed]:
+                if new := [pid for pid in ssh.session_pids() if pid not in kept | opened]:
                     kill(new)
-                    killed.update(new)
+                    opened.update(new)
                     until = until or time.monotonic() + 0.5
                 time.sleep(0.001)
-            if killed:
-                self._done(f"killed the connection the step opened ({len(killed)} sshd processes)")
+            if opened:
+                self._done(
+                    f"killed the kept connection ({len(kept)} sshd processes) and the one the "
+                    f"step opened ({len(opened)})"
+                )
             else:
                 self.detail = "not injected: the step opened no SSH connection"
 
