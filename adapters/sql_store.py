@@ -119,7 +119,6 @@ class SqlRunStore(SqlConversationMixin):
         self._step_upsert = self._upsert_step()  # built once: every step is recorded twice
         # Every write goes through here: the threads' transactions commit together.
         self._transact = GroupCommit(self._write_engine.begin).run
-        self._run_by_id = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
         # run id -> until when this process's claim on it is known to hold (see `hold`)
         self._held: dict[int, datetime] = {}
 
@@ -185,7 +184,7 @@ class SqlRunStore(SqlConversationMixin):
 
     def get(self, run_id: int) -> Run:
         with self._failures(f"reading run #{run_id}"), self._engine.begin() as connection:
-            row = connection.execute(self._run_by_id, {"id": run_id}).first()
+            row = connection.execute(_RUN, {"id": run_id}).first()
         if row is None:
             raise unknown_run(run_id)
         return _to_run(row)
@@ -272,21 +271,21 @@ class SqlRunStore(SqlConversationMixin):
         """The compare-and-set of a transition, writing `steps` with it; with `only_if`, a move
         that finds the condition false (or the run moved) changes nothing and gives None."""
         held = target in HELD_STATES
-        claim = {
-            "holder": self.holder if held else None,
+        rows = _step_rows(steps)
+        cas = _CAS if only_if is None else _CAS.where(only_if)
+        changes: dict[str, Any] = {
+            "b_id": run_id,
+            "b_state": expected.value,
+            "state": target.value,
+            "updated_at": at,
+            "holder": self.holder if held else None,  # the claim
             "held_until": at + self._claim if held else None,
         }
-        rows = _step_rows(steps)
-        cas = update(RunRow).where(
-            RunRow.id == run_id,
-            RunRow.state == expected.value,
-            *([only_if] if only_if is not None else []),
-        )
 
         # Core statements, not the ORM: a transition is on every run's path (four times for
         # each member of a fleet), and the ORM's unit of work cost more than the write itself.
         def work(connection: Connection) -> Run | None:
-            row = connection.execute(self._run_by_id, {"id": run_id}).first()
+            row = connection.execute(_RUN, {"id": run_id}).first()
             if row is None:
                 raise unknown_run(run_id)
             if row.state != expected.value:
@@ -297,7 +296,7 @@ class SqlRunStore(SqlConversationMixin):
             if target in ACTIVE_STATES:
                 _check_instance_free(connection, run_id, row.instance_key)
             # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
-            moved = connection.execute(cas.values(state=target.value, updated_at=at, **claim))
+            moved = connection.execute(cas, changes)
             if moved.rowcount != 1:
                 if only_if is not None:
                     return None
@@ -427,6 +426,17 @@ def _existing(session: Session, run_id: int) -> RunRow:
     return row
 
 
+# Built once, with their values bound at execution: transitions are frequent (see `_move`).
+# The compare-and-set of a transition; the columns it sets come with the values.
+_RUN = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
+_CAS = update(RunRow).where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
+_HOLDER = select(RunRow.id, RunRow.state, RunRow.requested_by).where(
+    RunRow.instance_key == bindparam("b_key"),
+    RunRow.state.in_(_ACTIVE),
+    RunRow.id != bindparam("b_id"),
+)
+
+
 def _check_instance_free(connection: Connection, run_id: int, instance_key: str) -> None:
     holder = _holder(connection, run_id, instance_key)
     if holder is not None:
@@ -437,11 +447,7 @@ def _holder(
     connection: Connection | Session, run_id: int, instance_key: str
 ) -> Row[int, str, str] | None:
     """Another run active on the instance, if there is one."""
-    return connection.execute(
-        select(RunRow.id, RunRow.state, RunRow.requested_by).where(
-            RunRow.instance_key == instance_key, RunRow.state.in_(_ACTIVE), RunRow.id != run_id
-        )
-    ).first()
+    return connection.execute(_HOLDER, {"b_key": instance_key, "b_id": run_id}).first()
 
 
 def _to_run(row: RunRow | Row[Any]) -> Run:
