@@ -426,8 +426,8 @@ def _existing(session: Session, run_id: int) -> RunRow:
     return row
 
 
-# Built once, with their values bound at execution: transitions are frequent (see `_move`).
-# The compare-and-set of a transition; the columns it sets come with the values.
+# Built once, with their values bound at execution: transitions are frequent (see `_move`). The
+# compare-and-set `_CAS` sets the columns that come with its values.
 _RUN = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
 _CAS = update(RunRow).where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
 _HOLDER = select(RunRow.id, RunRow.state, RunRow.requested_by).where(
