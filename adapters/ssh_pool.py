@@ -13,6 +13,7 @@ never kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from adapters.ssh import ParamikoConnector, ParamikoShell
+from bot.domain.errors import ConnectionLost
 from bot.domain.inventory import SshTarget
 from bot.domain.output import CommandResult, LineSink
 from bot.domain.ports import Progress
@@ -118,29 +120,45 @@ class KeptConnections:
 
 
 class KeptShell:
-    """A run's use of a connection from `KeptConnections`; `close()` gives it back."""
+    """A run's use of a connection from `KeptConnections`; `close()` gives it back, unless a
+    call found it lost (even if the transport still looks up: a stalled link, say)."""
 
     def __init__(
         self, pool: KeptConnections, target: SshTarget, shell: ParamikoShell, *, opened: float
     ) -> None:
         self.host = shell.host
         self._pool, self._target, self._shell, self._opened = pool, target, shell, opened
-        self._returned = False
+        self._returned = self._lost = False
 
     def run(
         self, command: str, *, timeout: float, on_line: LineSink | None = None
     ) -> CommandResult:
-        return self._shell.run(command, timeout=timeout, on_line=on_line)
+        with self._watch():
+            return self._shell.run(command, timeout=timeout, on_line=on_line)
 
     def read_file(self, path: str, *, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
-        return self._shell.read_file(path, chunk_size=chunk_size)
+        with self._watch():
+            yield from self._shell.read_file(path, chunk_size=chunk_size)
 
     def write_file(
         self, path: str, chunks: Iterable[bytes], *, progress: Progress | None = None
     ) -> int:
-        return self._shell.write_file(path, chunks, progress=progress)
+        with self._watch():
+            return self._shell.write_file(path, chunks, progress=progress)
 
     def close(self) -> None:
-        if not self._returned:
-            self._returned = True
+        if self._returned:
+            return
+        self._returned = True
+        if self._lost:
+            self._shell.close()
+        else:
             self._pool._give_back(self._target, self._shell, opened=self._opened)
+
+    @contextlib.contextmanager
+    def _watch(self) -> Iterator[None]:
+        try:
+            yield
+        except ConnectionLost:
+            self._lost = True
+            raise

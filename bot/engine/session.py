@@ -32,7 +32,8 @@ class Ports:
 
 
 class InstanceSession:
-    """Connections to one instance, opened on first use and kept for the length of a run.
+    """Connections to one instance, opened on first use and kept for the length of a run (the
+    SSH connector may then keep the connection open for the next run: `ssh.keep_open`).
 
     A connection that dropped is forgotten, so the next step (a rollback, say) reconnects.
     """

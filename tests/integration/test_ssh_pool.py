@@ -177,3 +177,20 @@ def test_closing_the_pool_closes_the_idle_connections_and_those_given_back_later
     in_use.close()
     assert pool.idle(target) == 0
     assert wait_until(lambda: not ssh_server.session_pids())
+
+
+def test_a_connection_a_run_found_lost_is_not_kept_even_if_it_still_looks_up(
+    ssh_server: SshServer, pool: KeptConnections
+) -> None:
+    target = ssh_server.target()
+    shell = pool.connect(target)
+    assert shell.run("true", timeout=10).exit_code == 0
+    frozen = ssh_server.session_pids()
+    kill(frozen, signal.SIGSTOP)  # the TCP connection stays up; no channel opens on it
+    try:
+        with pytest.raises(ConnectionLost):
+            shell.run("true", timeout=1)
+        shell.close()
+    finally:
+        kill(frozen, signal.SIGKILL)
+    assert pool.idle(target) == 0
