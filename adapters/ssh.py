@@ -88,7 +88,9 @@ class _Transport(paramiko.Transport):
         """Whether sshd answers a keepalive request within `timeout` (its reply, a refusal, is
         what shows the connection is alive)."""
         replied = threading.Event()
-        self.completion_event = replied  # set by paramiko on the server's reply, either kind
+        self.completion_event = replied  # paramiko sets it on a reply (either kind) or on a drop
+        if not self.is_active():  # dropped before the event was ours: nothing will set it
+            return False
         request = paramiko.Message()
         request.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
         request.add_string("keepalive@openssh.com")

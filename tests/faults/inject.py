@@ -107,7 +107,7 @@ class FaultInjector(SilentObserver):
             killed = rig.ssh.kill_sessions()
             self._done(f"killed {len(killed)} sshd session processes as the step began")
         elif case.how == "at-connect":
-            self._when_connecting(set(rig.ssh.session_pids()))
+            self._when_connecting(set(rig.ssh.session_pids(settle=1.0)))
         elif case.how == "mid-transfer":
             self._armed_transfer = True
         else:

@@ -101,8 +101,8 @@ def run_as_host_user(
     )
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (children first, then theirs), read from /proc."""
+def process_tree() -> dict[int, list[int]]:
+    """Every live process's children, by parent pid, read from /proc."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -114,6 +114,12 @@ def descendants(pid: int) -> list[int]:
         # the command name may hold spaces and parentheses: the fields we need follow the last ')'
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int, tree: dict[int, list[int]] | None = None) -> list[int]:
+    """Every live process below `pid` (children first, then theirs)."""
+    children = process_tree() if tree is None else tree
     found: list[int] = []
     queue = [pid]
     while queue:
@@ -258,14 +264,24 @@ class SshServer:
         generate_ed25519(path, "stranger")
         return path
 
-    def session_pids(self) -> list[int]:
-        """The sshd processes serving open connections (monitor and user half of each)."""
-        return [pid for pid in descendants(self.pid) if process_name(pid) == "sshd"]
+    def session_pids(self, *, settle: float = 0.0) -> list[int]:
+        """The sshd processes serving open connections (monitor and user half of each). sshd
+        forks a connection's user half just after authentication, a moment after the client saw
+        it succeed; with `settle`, wait up to that many seconds for every connection to show
+        its second half, so none is missed."""
+        deadline = time.monotonic() + settle
+        while True:
+            tree = process_tree()
+            pids = [pid for pid in descendants(self.pid, tree) if process_name(pid) == "sshd"]
+            halves = [[c for c in tree.get(m, []) if c in pids] for m in tree.get(self.pid, [])]
+            if all(halves) or time.monotonic() >= deadline:
+                return pids
+            time.sleep(0.002)
 
     def kill_sessions(self) -> list[int]:
         """Kill every sshd serving a connection, as a crash or a dropped link would; the listener
         keeps running. The commands those sessions started are left alone. Returns the pids."""
-        killed = self.session_pids()
+        killed = self.session_pids(settle=1.0)
         kill(killed)
         return killed
 
