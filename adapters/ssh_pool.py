@@ -1,5 +1,5 @@
 """`KeptConnections`: SSH connections kept open between runs, so the next run on a host does not
-pay for a new connection (docs/benchmarks.md measured 18 ms of a 50 ms ten-step run in it).
+pay for a new connection (docs/benchmarks.md has what that saves).
 
 When a run closes its shell, the connection waits in the pool for `target.keep_open` seconds and
 is then closed; with `keep_open` 0 it is closed at once. A connection is handed to one run at a
