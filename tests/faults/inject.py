@@ -25,7 +25,7 @@ from bot.engine.runner import SilentObserver
 from tests.faults.matrix import Case as FaultCase
 from tests.faults.matrix import Fault
 from tests.faults.rig import Rig
-from tests.hostkit.sshd import kill
+from tests.hostkit.sshd import SETTLE, kill
 
 WRONG_VERSION = "3.9.9"
 STARTUP_ERROR = "ERROR could not load the pipeline catalogue (injected by the fault matrix)"
@@ -107,7 +107,7 @@ class FaultInjector(SilentObserver):
             killed = rig.ssh.kill_sessions()
             self._done(f"killed {len(killed)} sshd session processes as the step began")
         elif case.how == "at-connect":
-            self._when_connecting(set(rig.ssh.session_pids(settle=1.0)))
+            self._when_connecting(set(rig.ssh.session_pids(settle=SETTLE)))
         elif case.how == "mid-transfer":
             self._armed_transfer = True
         else:

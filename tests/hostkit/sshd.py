@@ -101,6 +101,9 @@ def run_as_host_user(
     )
 
 
+SETTLE = 1.0  # seconds to wait for a new connection's second sshd process (`session_pids`)
+
+
 def process_tree() -> dict[int, list[int]]:
     """Every live process's children, by parent pid, read from /proc."""
     children: dict[int, list[int]] = {}
@@ -273,15 +276,17 @@ class SshServer:
         while True:
             tree = process_tree()
             pids = [pid for pid in descendants(self.pid, tree) if process_name(pid) == "sshd"]
-            halves = [[c for c in tree.get(m, []) if c in pids] for m in tree.get(self.pid, [])]
-            if all(halves) or time.monotonic() >= deadline:
+            whole = all(
+                set(tree.get(monitor, ())) & set(pids) for monitor in tree.get(self.pid, ())
+            )
+            if whole or time.monotonic() >= deadline:
                 return pids
             time.sleep(0.002)
 
     def kill_sessions(self) -> list[int]:
         """Kill every sshd serving a connection, as a crash or a dropped link would; the listener
         keeps running. The commands those sessions started are left alone. Returns the pids."""
-        killed = self.session_pids(settle=1.0)
+        killed = self.session_pids(settle=SETTLE)
         kill(killed)
         return killed
 
