@@ -3,13 +3,15 @@
 Each instance is an sshd of its own (one `SshServer` each, run as root) on loopback. The bot runs
 one fleet run (`FleetRunner`: the canary alone, then batches of 1, 5 or 20) with its SSH
 connector as wired (`KeptConnections`: each host's connection kept from the fleet run before) and
-a real `SqlRunStore` on a SQLite file (WAL, synchronous=FULL); creating and approving the fleet
+a real `SqlRunStore` on a SQLite file (WAL, synchronous=FULL; `--postgres`: on the test kit's
+PostgreSQL); creating and approving the fleet
 run happen before the clock starts, and each member's run is created, approved and executed
 inside it, as in production. Batch 20 runs once more with `keep_open: 0s`, connecting to every
 host inside the clock. Raw paramiko runs the same commands in 20 threads at once, one connection
 each with TCP_NODELAY, connected before timing (and, to show what connecting costs at this
 concurrency, once more with the connection inside the clock). `--diagnose` adds batch 20 with
-the in-memory store twin in place of `SqlRunStore`.
+the in-memory store twin in place of `SqlRunStore`, and raw paramiko on the first instance alone
+before the other 19 at once, as the fleet runner waits for its canary.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from adapters.clock import SystemClock
 from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
 from adapters.memory.http import MemoryHttpCheck
 from adapters.memory.store import MemoryRunStore
-from adapters.sql_store import SqlRunStore, upgrade_schema
+from adapters.sql_store import SqlRunStore
 from bench.conditions import print_conditions, print_load_after
 from bench.step_overhead import (
     COMMANDS,
     COMMITS,
+    POSTGRES_HELP,
     STEPS,
     TARGET_RATIO,
     Ready,
@@ -40,7 +43,9 @@ from bench.step_overhead import (
     TallyingConnector,
     TallyingStore,
     Work,
+    bot_database,
     connect_and_run,
+    described,
     measure,
     raw_paramiko,
 )
@@ -62,6 +67,7 @@ HEADLINE = f"bot, FleetRunner, batch {INSTANCES}"
 COLD = "keep_open 0s"  # connecting to every host inside the clock
 MEMORY = "in-memory store twin"  # a diagnosis: MemoryRunStore
 BASELINE = f"raw paramiko, {INSTANCES} threads"
+CANARY_FIRST = f"raw paramiko, 1 then {INSTANCES - 1} threads"  # a diagnosis: the canary's wait
 
 
 class FleetStore(TallyingStore):
@@ -186,14 +192,28 @@ def in_threads(works: list[Work]) -> Work:
     return work
 
 
+def one_then_the_rest(works: list[Work]) -> Work:
+    """The first work alone, then the others in threads at once: the order in which the fleet
+    runner upgrades (its canary first)."""
+    canary, rest = in_threads(works[:1]), in_threads(works[1:])
+
+    def work() -> None:
+        canary()
+        rest()
+
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant (>= 2)")
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also: batch 20 with the in-memory store twin",
+        help="also: batch 20 with the in-memory store twin, and raw paramiko on one instance "
+        f"before the other {INSTANCES - 1} (the fleet runner's canary first)",
     )
+    parser.add_argument("--postgres", action="store_true", help=POSTGRES_HELP)
     args = parser.parse_args()
     repeat = max(2, args.repeat)
     print_conditions()
@@ -204,8 +224,7 @@ def main() -> None:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-fleet-"))
         servers = [stack.enter_context(SshServer()) for _ in range(INSTANCES)]
         targets = [server.target() for server in servers]
-        url = f"sqlite:///{workdir}/bot.db"
-        upgrade_schema(url)
+        url = bot_database(workdir, stack, postgres=args.postgres)
         variants = [(f"bot, FleetRunner, batch {batch}", batch, "") for batch in BATCHES]
         variants.append((f"bot, batch {INSTANCES}, {COLD}", INSTANCES, "c"))
         if args.diagnose:
@@ -221,23 +240,30 @@ def main() -> None:
             ready = through_the_fleet_runner(hosts, store, tally, batch, marks, stack)
             results[name] = measure(ready, repeat)
             tallies[name] = (tally, marks, diagnosis)
-        fast = in_threads([raw_paramiko(target, stack, nodelay=True) for target in targets])
+        raws = [raw_paramiko(target, stack, nodelay=True) for target in targets]
+        fast = in_threads(raws)
         results[BASELINE] = measure(lambda: fast, repeat)
+        if args.diagnose:
+            canary_first = one_then_the_rest(raws)
+            results[CANARY_FIRST] = measure(lambda: canary_first, repeat)
         connecting = in_threads([connect_and_run(target) for target in targets])
         results[f"{BASELINE}, connecting"] = measure(lambda: connecting, repeat)
         one: Callable[[], object] = in_threads([raw_paramiko(targets[0], stack, nodelay=True)])
         results["raw paramiko, 1 instance"] = measure(lambda: one, repeat)
-    report(results, tallies)
+    report(results, tallies, described(url))
     print_load_after()
 
 
 def report(
-    results: dict[str, list[float]], tallies: dict[str, tuple[Tally, Milestones, str]]
+    results: dict[str, list[float]],
+    tallies: dict[str, tuple[Tally, Milestones, str]],
+    database: str,
 ) -> None:
     print(f"{STEPS} steps of `echo step N` on each of {INSTANCES} instances (one sshd each)")
     print("bot: FleetRunner (the canary alone, then batches), a Runner per member,")
-    print("     KeptConnections over ParamikoConnector (as wired), SqlRunStore on a SQLite file")
-    print("     (WAL, synchronous=FULL); each timed run follows a fleet run on the same hosts\n")
+    print("     KeptConnections over ParamikoConnector (as wired), SqlRunStore")
+    print(f"     on {database};")
+    print("     each timed run follows a fleet run on the same hosts\n")
     print(f"{'variant (ms for the whole fleet)':<40}{'min':>8}{'median':>8}{'p90':>8}")
     medians = {name: statistics.median(seconds) * 1000 for name, seconds in results.items()}
     for name, seconds in results.items():
@@ -246,6 +272,12 @@ def report(
     bot, raw = medians[HEADLINE], medians[BASELINE]
     met = "met" if bot / raw <= TARGET_RATIO else "NOT met"
     print(f"\n{HEADLINE} / {BASELINE} (medians): {bot / raw:.2f}x (target {TARGET_RATIO}x: {met})")
+    if CANARY_FIRST in medians:
+        canary_first = medians[CANARY_FIRST]
+        print(f"{HEADLINE} / {CANARY_FIRST} (medians): {bot / canary_first:.2f}x")
+        memory = medians.get(f"bot, batch {INSTANCES}, {MEMORY}")
+        if memory is not None:
+            print(f"  the same with the {MEMORY}: {memory / canary_first:.2f}x")
     connecting = medians[f"{BASELINE}, connecting"]
     print(f"{HEADLINE} / {BASELINE}, connecting (medians): {bot / connecting:.2f}x")
     print("\nwhere the fleet's time goes (means of the timed runs; member-ms add up over threads):")

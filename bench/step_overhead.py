@@ -6,9 +6,11 @@ The bot runs as wired (`bot.wiring.build_ports`): it keeps a host's connection o
 answered a keepalive on it; a second variant, with `keep_open: 0s`, connects inside every run.
 Raw paramiko, OpenSSH and ansible-playbook (a peer, from a throwaway venv: `bench.ansible_peer`)
 connect before timing. The bot's store and SSH calls are timed too, to show where `execute` spends
-its time, and so are its durable commits. `--diagnose` adds what would be left of the bot's time
-without its durable writes (the in-memory store twin), and what one bare durable commit costs on
-this disk.
+its time, and so are its durable commits. The store is on a SQLite file, or with `--postgres` on
+the test kit's PostgreSQL. `--diagnose` adds what would be left of the bot's time without its
+durable writes (the in-memory store twin), with the leanest durable journal (the twin, each write
+then committed bare with `sqlite3`), and with the store's SQLite commits not made durable
+(`synchronous=NORMAL`); and what one bare durable commit costs on this disk.
 """
 
 from __future__ import annotations
@@ -21,20 +23,21 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paramiko  # noqa: TID251 (raw paramiko is the baseline the bot is measured against)
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, event
 
 from adapters.clock import SystemClock
 from adapters.memory.docker import MemoryDockerConnector, MemoryRegistry
 from adapters.memory.http import MemoryHttpCheck
 from adapters.memory.store import MemoryRunStore
-from adapters.sql_engine import WRITE_OPTION
+from adapters.sql_engine import WRITE_OPTION, create_store_engine
 from adapters.sql_store import SqlRunStore, upgrade_schema
 from adapters.ssh import ParamikoConnector
 from adapters.ssh_pool import KeptConnections
@@ -49,7 +52,9 @@ from bot.domain.runbook import ShellAction
 from bot.engine.runner import Runner
 from bot.engine.session import Ports
 from tests.factories import make_plan, make_step
+from tests.hostkit.databases import postgres_schema
 from tests.hostkit.services import ensure_host_user
+from tests.hostkit.services import up as services_up
 from tests.hostkit.sshd import SshServer
 
 STEPS = 10
@@ -59,8 +64,11 @@ BOT, BASELINE = "bot (Runner.execute)", "paramiko, TCP_NODELAY"
 COLD = "bot, keep_open: 0s (connects in every run)"
 CONNECTING = "paramiko, TCP_NODELAY, connecting"  # the connection inside the clock, as COLD's
 TWIN = "bot, in-memory store twin"  # a diagnosis: MemoryRunStore in place of SqlRunStore
+LEAN = "bot, twin + a bare durable commit a write"  # a diagnosis: DurableTwin
+NORMAL = "bot, SqlRunStore with synchronous=NORMAL"  # a diagnosis: not durable at a power cut
 COMMITS = "store: durable commits"  # counted, not timed: their time is in the store's parts
 WIDTH = 52  # of the variant column
+POSTGRES_HELP = "the bot's store on the test kit's PostgreSQL instead of a SQLite file"
 Work = Callable[[], object]  # runs the ten commands once
 Ready = Callable[[], Work]  # prepares one repetition, returns the part to be timed
 
@@ -119,6 +127,49 @@ class TallyingStore(SqlRunStore):
     def hold(self, run_id: int, *, at: datetime) -> None:
         with self.tally.part("store: claim renewals"):
             super().hold(run_id, at=at)
+
+
+class DurableTwin(MemoryRunStore):
+    """A diagnosis: the in-memory twin, each of its writes then made durable by one bare commit
+    (`sqlite3`, WAL and synchronous=FULL, one row of the write's steps as JSON): the least that
+    any durable journal of the runner's writes can add on this disk."""
+
+    _JSON = TypeAdapter(tuple[StepResult, ...])
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._db = durable_db(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _commit(self, results: Sequence[StepResult]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        line = self._JSON.dump_json(tuple(results)).decode()
+        self._db.execute("INSERT INTO step (line) VALUES (?)", (line,))
+        self._db.execute("COMMIT")
+
+    def transition(self, *args: Any, **kwargs: Any) -> Run:
+        moved = super().transition(*args, **kwargs)
+        self._commit(kwargs.get("steps", ()))
+        return moved
+
+    def record_step(self, *results: StepResult) -> None:
+        super().record_step(*results)
+        self._commit(results)
+
+
+def relaxed_store(url: str, stack: ExitStack) -> SqlRunStore:
+    """A diagnosis: `SqlRunStore` as it is, but with SQLite's `synchronous=NORMAL`, under which a
+    commit in WAL mode reaches the disk only at the next checkpoint (lost at a power cut)."""
+    engine = create_store_engine(url)
+    stack.callback(engine.dispose)
+
+    @event.listens_for(engine, "connect")  # after the store engine's own settings
+    def _normal(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    return stack.enter_context(closing(SqlRunStore(engine)))
 
 
 class TallyingShell:
@@ -251,14 +302,40 @@ def openssh_multiplexed(server: SshServer, control_path: str, stack: ExitStack) 
     return each_command(lambda c: subprocess.run([*ssh, login, c], capture_output=True, check=True))
 
 
+def bot_database(workdir: str, stack: ExitStack, *, postgres: bool) -> str:
+    """The URL of an empty database at head for the bot's store: a SQLite file in `workdir`, or
+    with `postgres` a schema of its own in the test kit's PostgreSQL (started if need be,
+    dropped at the end)."""
+    if postgres:
+        url = stack.enter_context(postgres_schema(services_up(), prefix="bench"))
+    else:
+        url = f"sqlite:///{workdir}/bot.db"
+    upgrade_schema(url)
+    return url
+
+
+def described(url: str) -> str:
+    """The bot's database as the reports name it."""
+    if url.startswith("sqlite"):
+        return "a SQLite file (WAL, synchronous=FULL)"
+    return "PostgreSQL (the test kit's, on loopback; synchronous_commit on)"
+
+
+def durable_db(path: Path) -> sqlite3.Connection:
+    """A bare SQLite database with one table, set as the store's engine sets its own: WAL and
+    synchronous=FULL, transactions begun by the caller."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE step (id INTEGER PRIMARY KEY, line TEXT NOT NULL)")
+    return db
+
+
 def bare_commits(path: Path, repeat: int = 200) -> list[float]:
     """A diagnosis: seconds of one durable write with nothing around it (`sqlite3`, one row
-    inserted, WAL and synchronous=FULL as the store's engine sets them), after one warm-up: the
-    least that each of the store's commits can cost on this disk."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("CREATE TABLE step (id INTEGER PRIMARY KEY, line TEXT NOT NULL)")
+    inserted), after one warm-up: the least that each of the store's commits can cost on this
+    disk."""
+    with closing(durable_db(path)) as db:
         seconds = []
         for n in range(repeat + 1):
             start = time.perf_counter()
@@ -289,6 +366,7 @@ def main() -> None:
         action="store_true",
         help="also: the bot with the in-memory store twin, and a bare durable commit",
     )
+    parser.add_argument("--postgres", action="store_true", help=POSTGRES_HELP)
     args = parser.parse_args()
     repeat = max(2, args.repeat)
     print_conditions()
@@ -298,8 +376,7 @@ def main() -> None:
     with ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         server = stack.enter_context(SshServer())  # started here, removed at the end
-        target, url = server.target(), f"sqlite:///{workdir}/bot.db"
-        upgrade_schema(url)
+        target, url = server.target(), bot_database(workdir, stack, postgres=args.postgres)
         store = stack.enter_context(closing(TallyingStore(url, tally)))
         results = {BOT: measure(through_the_bot(target, store, tally, stack), repeat)}
         spare = Tally()  # the other variants' calls are not reported
@@ -310,6 +387,11 @@ def main() -> None:
         if args.diagnose:
             ready = through_the_bot(target, MemoryRunStore(), spare, stack)
             results[TWIN] = measure(ready, repeat)
+            lean = stack.enter_context(closing(DurableTwin(Path(workdir) / "lean.db")))
+            results[LEAN] = measure(through_the_bot(target, lean, spare, stack), repeat)
+            if not args.postgres:
+                relaxed = relaxed_store(url, stack)
+                results[NORMAL] = measure(through_the_bot(target, relaxed, spare, stack), repeat)
             commit = bare_commits(Path(workdir) / "bare.db")
         floor = each_command(lambda c: subprocess.run(["/bin/sh", "-c", c], capture_output=True))
         results["local /bin/sh -c (floor)"] = measure(lambda: floor, repeat)
@@ -327,7 +409,7 @@ def main() -> None:
                 results[name] = measure(lambda run=run: run, repeat)
             for label, seconds in spans.items():
                 results[f"  the 10 tasks alone ({label})"] = seconds[-repeat:]
-    report(results, tally.runs[1:], tally.counts[1:], commit)
+    report(results, tally.runs[1:], tally.counts[1:], commit, described(url))
     if missing:
         print(f"\nansible-playbook: not measured: {missing}")
     print_load_after()
@@ -338,11 +420,13 @@ def report(
     runs: list[dict[str, list[float]]],
     counts: list[dict[str, int]],
     commit: list[float],
+    database: str,
 ) -> None:
     print(f"{STEPS} steps of `echo step N` on one host over loopback, {len(runs)} timed runs each")
-    print("bot: Runner, KeptConnections over ParamikoConnector (as wired), SqlRunStore on a SQLite")
-    print("     file (WAL, synchronous=FULL); docker/registry/http ports are in-memory twins (the")
-    print("     plan has shell steps only); each timed run follows a run on the same host\n")
+    print("bot: Runner, KeptConnections over ParamikoConnector (as wired), SqlRunStore")
+    print(f"     on {database};")
+    print("     docker/registry/http ports are in-memory twins (the plan has shell steps only);")
+    print("     each timed run follows a run on the same host\n")
     print(f"{'variant (ms for all 10 steps)':<{WIDTH}}{'min':>8}{'median':>8}{'p90':>8}")
     medians = {name: statistics.median(seconds) * 1000 for name, seconds in results.items()}
     for name, seconds in results.items():
@@ -381,6 +465,11 @@ def report(
         )
     if TWIN in results:
         print(f"{TWIN}: MemoryRunStore in place of SqlRunStore, no durable writes (a diagnosis)")
+        print(f"{LEAN}: the twin, each write then committed bare (sqlite3, synchronous=FULL)")
+        if NORMAL in results:
+            print(f"{NORMAL}: the store as it is, with commits that may be lost at a power cut")
+        for name in (n for n in (TWIN, LEAN, NORMAL) if n in results):
+            print(f"  {name} / {BASELINE} (medians): {medians[name] / raw:.2f}x")
 
 
 if __name__ == "__main__":
