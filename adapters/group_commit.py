@@ -7,7 +7,10 @@ that queued meanwhile. So no caller waits for more than the commit before its ow
 and a fleet's twenty runs make a few commits a step between them instead of twenty, each of
 which had to take the database's single write lock (docs/benchmarks.md).
 
-Work done together behaves as if done one after the other, in the order it queued. If a piece of
+Work done together behaves as if done one after the other, in the order it queued. Work with a
+`merged(later)` method is merged with the work queued right after it when that method gives one
+work doing both (its result is then each caller's), so that a run of step records becomes one
+statement with all their rows. If a piece of
 work fails (a transition that lost a race, a record of an unknown run), nothing of the shared
 transaction is committed and each caller's work is done again in a transaction of its own, so
 that each gets its own outcome: one run's trouble never fails another run's step. A commit that
@@ -23,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 Connection = TypeVar("Connection")
 Result = TypeVar("Result")
+Work = Callable[[Connection], Any]
 
 
 class _Request(Generic[Connection]):
@@ -88,8 +92,8 @@ class GroupCommit(Generic[Connection]):
         results: list[Any] = []
         try:
             with self._begin() as connection:
-                for request in batch:
-                    results.append(request.work(connection))
+                for work, callers in _merged(batch):
+                    results.extend([work(connection)] * callers)
         except BaseException as exc:  # handed to the caller whose work it was
             if len(results) < len(batch):  # this work raised, or no transaction began
                 batch[len(results)].error = exc
@@ -100,3 +104,17 @@ class GroupCommit(Generic[Connection]):
         for request, result in zip(batch, results, strict=True):
             request.result, request.committed = result, True
         return True
+
+
+def _merged(batch: list[_Request[Connection]]) -> list[tuple[Work[Connection], int]]:
+    """The batch's work in order, each run of work that merges as one, with how many callers'
+    work each one does."""
+    works: list[tuple[Work[Connection], int]] = []
+    for request in batch:
+        merge = getattr(works[-1][0], "merged", None) if works else None
+        combined = merge(request.work) if merge is not None else None
+        if combined is None:
+            works.append((request.work, 1))
+        else:
+            works[-1] = (combined, works[-1][1] + 1)
+    return works

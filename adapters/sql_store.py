@@ -3,9 +3,8 @@ and through `SqlConversationMixin` the `VoteStore`, `EventLog`, `LockStore` and 
 
 Every method runs in one transaction that commits before it returns; threads that write at the
 same moment share one (`adapters/group_commit.py`), each writing as if after the other. The rule
-"one active run per instance" is checked in the transaction (to name the run in the way) and
-enforced by a partial unique index, which is what holds when two transactions race past the
-check.
+"one active run per instance" is a partial unique index: a move it refuses is undone, and the
+run in the way is read to be named.
 
 A run in a held state (running, rolling back) carries its holder, the process executing it, and
 when that claim runs out. The holder renews it before each step and on a heartbeat; another
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -283,47 +282,42 @@ class SqlRunStore(SqlConversationMixin):
         }
 
         # Core statements, not the ORM: a transition is on every run's path (four times for
-        # each member of a fleet), and the ORM's unit of work cost more than the write itself.
-        def work(connection: Connection) -> Run | None:
-            row = connection.execute(_RUN, {"id": run_id}).first()
-            if row is None:
-                raise unknown_run(run_id)
-            if row.state != expected.value:
+        # each member of a fleet). The compare-and-set comes first and returns the moved row,
+        # so a move that goes through takes one statement; only one that does not reads why.
+        # Whatever is not SQL (the plan read back into a `Run`) waits until after the commit:
+        # the threads' writes queue behind this transaction.
+        def work(connection: Connection) -> Row[Any] | None:
+            moved = connection.execute(cas, changes).first()
+            if moved is None:
+                row = connection.execute(_RUN, {"id": run_id}).first()
+                if row is None:
+                    raise unknown_run(run_id)
                 if only_if is not None:
                     return None
                 raise moved_meanwhile(run_id, expected, RunState(row.state))
-            check_transition(run_id, expected, target)
-            if target in ACTIVE_STATES:
-                _check_instance_free(connection, run_id, row.instance_key)
-            # Compare-and-set: on PostgreSQL a concurrent mover may have won since we read.
-            moved = connection.execute(cas, changes)
-            if moved.rowcount != 1:
-                if only_if is not None:
-                    return None
-                now = connection.execute(select(RunRow.state).where(RunRow.id == run_id))
-                raise moved_meanwhile(run_id, expected, RunState(now.scalar_one()))
+            check_transition(run_id, expected, target)  # raising undoes the move
             if rows:
                 connection.execute(self._step_upsert, rows)
             event = {"run_id": run_id, "at": at, "actor": actor, "reason": reason}
             event |= {"from_state": expected.value, "to_state": target.value}
             connection.execute(insert(RunEventRow), event)
-            return replace(_to_run(row), state=target, updated_at=at)
+            return moved
 
         with self._failures(f"moving run #{run_id} to {target.value}"):
             try:
-                run = self._transact(work)
+                row = self._transact(work)
             except IntegrityError as exc:
                 if target not in ACTIVE_STATES:
                     raise
-                # The partial unique index caught a run that became active after our check.
+                # The partial unique index refused a second active run on the instance.
                 raise self._busy(run_id) from exc
-        if run is None:
+        if row is None:
             return None
         if held and only_if is None:
             self._held[run_id] = at + self._claim
         else:
             self._held.pop(run_id, None)
-        return run
+        return _to_run(row)
 
     def record_step(self, *results: StepResult) -> None:
         if not results:
@@ -334,7 +328,7 @@ class SqlRunStore(SqlConversationMixin):
         )
         with self._failures(f"recording {where}"):
             try:
-                self._transact(lambda connection: connection.execute(self._step_upsert, rows))
+                self._transact(_Upsert(self._step_upsert, rows))
             except IntegrityError:
                 for result in results:
                     self.get(result.run_id)  # raises `UnknownRun` if the foreign key had no run
@@ -394,6 +388,23 @@ class SqlRunStore(SqlConversationMixin):
             ) from exc
 
 
+@dataclass(frozen=True)
+class _Upsert:
+    """Rows written by one statement; in a transaction shared by several threads, consecutive
+    upserts of the same statement merge into one execution with all their rows, in order."""
+
+    statement: Executable
+    rows: list[dict[str, Any]]
+
+    def __call__(self, connection: Connection) -> None:
+        connection.execute(self.statement, self.rows)
+
+    def merged(self, later: object) -> _Upsert | None:
+        if isinstance(later, _Upsert) and later.statement is self.statement:
+            return _Upsert(self.statement, [*self.rows, *later.rows])
+        return None
+
+
 def _step_rows(results: Sequence[StepResult]) -> list[dict[str, Any]]:
     return [
         {
@@ -429,18 +440,16 @@ def _existing(session: Session, run_id: int) -> RunRow:
 # Built once, with their values bound at execution: transitions are frequent (see `_move`). The
 # compare-and-set `_CAS` sets the columns that come with its values.
 _RUN = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
-_CAS = update(RunRow).where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
+_CAS = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
+    .returning(*RunRow.__table__.c)
+)
 _HOLDER = select(RunRow.id, RunRow.state, RunRow.requested_by).where(
     RunRow.instance_key == bindparam("b_key"),
     RunRow.state.in_(_ACTIVE),
     RunRow.id != bindparam("b_id"),
 )
-
-
-def _check_instance_free(connection: Connection, run_id: int, instance_key: str) -> None:
-    holder = _holder(connection, run_id, instance_key)
-    if holder is not None:
-        raise instance_busy(run_id, instance_key, holder.id, holder.state, holder.requested_by)
 
 
 def _holder(

@@ -132,3 +132,73 @@ def test_a_commit_that_failed_is_never_done_again() -> None:
         thread.join()
     assert errors == ["commit failed"] * 4  # every caller hears of it
     assert sorted(disk.written()) == ["run0", "run1", "run2", "run3"]  # each written once
+
+
+class Items:
+    """Work that merges with the `Items` queued right after it; `executions` counts its calls."""
+
+    executions = 0
+
+    def __init__(self, *items: str) -> None:
+        self.items = items
+
+    def __call__(self, transaction: list[str]) -> None:
+        Items.executions += 1
+        write(*self.items)(transaction)
+
+    def merged(self, later: object) -> Items | None:
+        return Items(*self.items, *later.items) if isinstance(later, Items) else None
+
+
+def queued_behind_a_leader(
+    group: GroupCommit[list[str]], works: list[Callable[[list[str]], object]]
+) -> dict[int, str]:
+    """Run `works` from threads of their own, queued in this order while another caller's
+    transaction is open; return each caller's outcome by position once all have returned."""
+    release = threading.Event()
+    outcomes: dict[int, str] = {}
+
+    def lead(transaction: list[str]) -> None:
+        transaction.append("first")
+        release.wait(10)
+
+    def caller(n: int, work: Callable[[list[str]], object]) -> None:
+        try:
+            group.run(work)
+            outcomes[n] = "committed"
+        except ValueError as exc:
+            outcomes[n] = str(exc)
+
+    leader = threading.Thread(target=caller, args=(-1, lead))
+    leader.start()
+    threads = []
+    for n, work in enumerate(works):
+        while not group._leading or len(group._queue) != n:  # the leader took its own; n queued
+            time.sleep(0.001)
+        threads.append(threading.Thread(target=caller, args=(n, work)))
+        threads[-1].start()
+    while len(group._queue) != len(works):
+        time.sleep(0.001)
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join()
+    return outcomes
+
+
+def test_consecutive_work_that_merges_is_done_in_one_execution() -> None:
+    disk = Disk()
+    Items.executions = 0
+    outcomes = queued_behind_a_leader(GroupCommit(disk.begin), [Items(f"s{n}") for n in range(5)])
+    assert set(outcomes.values()) == {"committed"}
+    assert disk.transactions == [["first"], ["s0", "s1", "s2", "s3", "s4"]]
+    assert Items.executions == 1  # the five callers' items at once
+
+
+def test_merged_work_keeps_queue_order_and_each_caller_hears_its_own_outcome() -> None:
+    disk = Disk()
+    works = [Items("a"), Items("b", "c"), write("d"), Items("e"), Items("bad"), Items("f")]
+    outcomes = queued_behind_a_leader(GroupCommit(disk.begin), works)
+    assert outcomes.pop(4) == "cannot write bad"
+    assert set(outcomes.values()) == {"committed"}
+    # The shared transaction failed on `bad`, so each was done again alone, in queue order.
+    assert disk.transactions == [["first"], ["a"], ["b", "c"], ["d"], ["e"], ["f"]]
