@@ -10,11 +10,11 @@ which had to take the database's single write lock (docs/benchmarks.md).
 Work done together behaves as if done one after the other, in the order it queued. Work with a
 `merged(later)` method is merged with the work queued right after it when that method gives one
 work doing both (its result is then each caller's), so that a run of step records becomes one
-statement with all their rows. If a piece of
-work fails (a transition that lost a race, a record of an unknown run), nothing of the shared
-transaction is committed and each caller's work is done again in a transaction of its own, so
-that each gets its own outcome: one run's trouble never fails another run's step. A commit that
-fails is never done again: whether it took effect is unknown, and each caller hears so.
+statement with all their rows. If a piece of work fails (a transition that lost a race, a
+record of an unknown run), nothing of the shared transaction is committed and each caller's work
+is done again in a transaction of its own, so that each gets its own outcome: one run's trouble
+never fails another run's step. A commit that fails is never done again: whether it took effect
+is unknown, and each caller hears so.
 """
 
 from __future__ import annotations
