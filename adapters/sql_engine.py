@@ -91,7 +91,7 @@ def _sqlite_engine(url: URL) -> Engine:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # No pre-ping: a file has no server that could have dropped the connection, and the ping
-    # would be one more statement in every write transaction.
+    # would be one more statement before every transaction, the writers' included.
     engine = create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")

@@ -144,10 +144,7 @@ class DurableTwin(MemoryRunStore):
         self._db.close()
 
     def _commit(self, results: Sequence[StepResult]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        line = self._JSON.dump_json(tuple(results)).decode()
-        self._db.execute("INSERT INTO step (line) VALUES (?)", (line,))
-        self._db.execute("COMMIT")
+        commit_line(self._db, self._JSON.dump_json(tuple(results)).decode())
 
     def transition(self, *args: Any, **kwargs: Any) -> Run:
         moved = super().transition(*args, **kwargs)
@@ -331,6 +328,13 @@ def durable_db(path: Path) -> sqlite3.Connection:
     return db
 
 
+def commit_line(db: sqlite3.Connection, line: str) -> None:
+    """One durable write: a row inserted in a transaction of its own."""
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO step (line) VALUES (?)", (line,))
+    db.execute("COMMIT")
+
+
 def bare_commits(path: Path, repeat: int = 200) -> list[float]:
     """A diagnosis: seconds of one durable write with nothing around it (`sqlite3`, one row
     inserted), after one warm-up: the least that each of the store's commits can cost on this
@@ -339,9 +343,7 @@ def bare_commits(path: Path, repeat: int = 200) -> list[float]:
         seconds = []
         for n in range(repeat + 1):
             start = time.perf_counter()
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO step (line) VALUES (?)", (f"echo step {n}",))
-            db.execute("COMMIT")
+            commit_line(db, f"echo step {n}")
             seconds.append(time.perf_counter() - start)
     return seconds[1:]
 

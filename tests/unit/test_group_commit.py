@@ -169,16 +169,20 @@ def queued_behind_a_leader(
         except ValueError as exc:
             outcomes[n] = str(exc)
 
+    def queued(n: int) -> None:  # the leader took its own request, and n more wait
+        deadline = time.monotonic() + 10
+        while not (group._leading and len(group._queue) == n):
+            assert time.monotonic() < deadline, f"{n} callers never queued"
+            time.sleep(0.001)
+
     leader = threading.Thread(target=caller, args=(-1, lead))
     leader.start()
     threads = []
     for n, work in enumerate(works):
-        while not group._leading or len(group._queue) != n:  # the leader took its own; n queued
-            time.sleep(0.001)
+        queued(n)
         threads.append(threading.Thread(target=caller, args=(n, work)))
         threads[-1].start()
-    while len(group._queue) != len(works):
-        time.sleep(0.001)
+    queued(len(works))
     release.set()
     for thread in [leader, *threads]:
         thread.join()
