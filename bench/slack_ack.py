@@ -50,8 +50,9 @@ HEADLINE, FLOOR = "bot: /upgrade myst 3.9.1", "bare Bolt app (floor)"
 
 def serve_emulator() -> None:
     """Serve the emulator; print its URL and token, then answer each line on stdin with how many
-    /upgrade requests the bot has answered in the channel (a plan, or a refusal) and how many Web
-    API calls it has made in all. Ends when stdin closes."""
+    /upgrade requests the bot has answered in the channel (a plan, or a refusal), how many Web
+    API calls it has made in all, and when (epoch seconds) the last answer came. Ends when stdin
+    closes."""
     from tests.slackemu.server import SlackEmulator
 
     with SlackEmulator() as emulator:
@@ -61,12 +62,13 @@ def serve_emulator() -> None:
         print(emulator.url, emulator.token, flush=True)
         for _ in sys.stdin:
             calls = emulator.calls()
-            answered = sum(
-                c.method in ("chat.postMessage", "chat.postEphemeral")
-                and not c.args.get("thread_ts")
+            answers = [
+                c.at
                 for c in calls
-            )
-            print(answered, len(calls), flush=True)
+                if c.method in ("chat.postMessage", "chat.postEphemeral")
+                and not c.args.get("thread_ts")
+            ]
+            print(len(answers), len(calls), max(answers, default=0.0), flush=True)
 
 
 class Emulator:
@@ -76,21 +78,21 @@ class Emulator:
         self._in, self._out = process.stdin, process.stdout
         self.url, self.token = self._out.readline().split()
 
-    def count(self) -> tuple[int, int]:
+    def count(self) -> tuple[int, int, float]:
         self._in.write("count\n")
         self._in.flush()
-        answered, calls = self._out.readline().split()
-        return int(answered), int(calls)
+        answered, calls, last_answer = self._out.readline().split()
+        return int(answered), int(calls), float(last_answer)
 
-    def settle(self, answered: int, timeout: float = 120.0) -> None:
+    def settle(self, answered: int, timeout: float = 120.0) -> float:
         """Wait until the bot has answered `answered` requests in all and gone quiet (no new call
-        for 50 ms), so that the next burst meets an idle bot."""
+        for 50 ms), so that the next burst meets an idle bot; return when the last answer came."""
         deadline = time.monotonic() + timeout
-        last = (-1, -1)
+        last = (-1, -1, 0.0)
         while time.monotonic() < deadline:
             now = self.count()
             if now[0] >= answered and now == last:
-                return
+                return now[2]
             last = now
             time.sleep(0.05)
         raise RuntimeError(f"the bot answered {last[0]} of {answered} requests in {timeout:g}s")
@@ -139,16 +141,17 @@ def serve_floor(port: int, *, process_before_response: bool) -> None:
     waitress.serve(handler, host="127.0.0.1", port=port, threads=HTTP_THREADS)
 
 
-def bot_argv(port: int, task_workers: int | None = None) -> list[str]:
-    """`python -m bot serve`; with `task_workers`, the same entry point with the size of the
-    pool that plans after the ack changed (a diagnosis, not a configuration the bot offers)."""
-    if task_workers is None:
+# Diagnoses: the bot without one of what keeps its acks at the floor (not options it offers).
+NOT_HELD_BACK = "import bot.workers; bot.workers.Foreground.wait_quiet = lambda self, since: None"
+NOT_FROZEN = "import gc; gc.freeze = lambda: None"
+
+
+def bot_argv(port: int, without: str | None = None) -> list[str]:
+    """`python -m bot serve`; with `without`, the same entry point after that line of Python."""
+    if without is None:
         return [sys.executable, "-m", "bot", "serve", "--port", str(port)]
-    code = (
-        f"import bot.wiring; bot.wiring.TASK_WORKERS = {task_workers}; from bot.cli import main; "
-        f"raise SystemExit(main(['serve', '--port', '{port}']))"
-    )
-    return [sys.executable, "-c", code]
+    serve = f"from bot.cli import main; raise SystemExit(main(['serve', '--port', '{port}']))"
+    return [sys.executable, "-c", f"{without}; {serve}"]
 
 
 @contextmanager
@@ -189,13 +192,16 @@ def _answers(port: int) -> bool:
 class Tally:
     seconds: list[float] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)  # not a 200 with the expected text
+    planned: list[float] = field(default_factory=list)  # per burst: release to its last answer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def burst(url: str, concurrency: int, tally: Tally, text: str, expect: bytes) -> None:
-    """`concurrency` signed `/upgrade` requests released at once; each one's latency recorded."""
+def burst(url: str, concurrency: int, tally: Tally, text: str, expect: bytes) -> float:
+    """`concurrency` signed `/upgrade` requests released at once; each one's latency recorded.
+    Returns when (epoch seconds) they were released."""
     sender = slack.SlackSender(url, SIGNING_SECRET, timeout=30)
-    gate = threading.Barrier(concurrency)
+    released: list[float] = []
+    gate = threading.Barrier(concurrency, action=lambda: released.append(time.time()))
 
     def one() -> None:
         body, content_type = slack.slash_command(text, USER, CHANNEL)
@@ -213,6 +219,7 @@ def burst(url: str, concurrency: int, tally: Tally, text: str, expect: bytes) ->
         thread.start()
     for thread in threads:
         thread.join()
+    return released[0]
 
 
 def reject_pending(store: SqlRunStore) -> None:
@@ -229,17 +236,20 @@ def measure(
 ) -> dict[int, Tally]:
     """Per level one untimed burst, then the timed ones. With `emulator`, the bot's work after
     each burst (planning, posting) is waited out before the next, and with `store` the runs it
-    planned are rejected; otherwise 50 ms pass."""
+    planned are rejected, and the time from each burst's release to the bot's last answer in
+    the channel is kept; otherwise 50 ms pass."""
     expect = b"Planning" if text == UPGRADE else b"needs a product"
     answered = emulator.count()[0] if emulator else 0
     results = {}
     for level in LEVELS:
         tally = Tally()
         for n in range(1 + max(3, math.ceil(BURSTS[level] * scale))):
-            burst(url, level, tally if n else Tally(), text, expect)
+            released = burst(url, level, tally if n else Tally(), text, expect)
             answered += level
             if emulator is None:
                 time.sleep(0.05)
+            elif n:
+                tally.planned.append(emulator.settle(answered) - released)
             else:
                 emulator.settle(answered)
             if store is not None:
@@ -268,6 +278,15 @@ def report(results: dict[str, dict[int, Tally]]) -> None:
             )
             for bad in sorted(set(tally.bad))[:3]:
                 print(f"  ! {tally.bad.count(bad)} answered {bad}")
+    print("\nms from a burst's release to the bot's last answer in the channel (plan or refusal)")
+    print(f"{'variant':<44}{'in flight':>10}{'bursts':>9}{'p50':>7}{'max':>7}")
+    for name, levels in results.items():
+        for level, tally in levels.items():
+            if tally.planned:
+                ms = [s * 1000 for s in tally.planned]
+                print(
+                    f"{name:<44}{level:>10}{len(ms):>9}{statistics.median(ms):>7.1f}{max(ms):>7.1f}"
+                )
     bot, floor = results[HEADLINE][TARGET_AT], results[FLOOR][TARGET_AT]
     p99 = percentile(bot.seconds, 99) * 1000
     met = "met" if p99 < TARGET_MS and not bot.bad else "NOT met"
@@ -285,7 +304,8 @@ def main() -> None:
     parser.add_argument(
         "--diagnose",
         action="store_true",
-        help="also: the bot with 2 planning workers, the floor with process_before_response",
+        help="also: the bot with its planning not held back during acks, the bot without its "
+        "start-up objects frozen, the floor with process_before_response",
     )
     parser.add_argument("--emulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -333,11 +353,13 @@ def measure_all(scale: float, *, diagnose: bool) -> dict[str, dict[int, Tally]]:
         with server(*floor(), env=env, log=log) as url:
             results[FLOOR] = measure(url, None, scale, UPGRADE)
         if diagnose:
-            port = free_port()
-            with server(bot_argv(port, task_workers=2), port, env=env, log=log) as url:
-                results["bot, 2 planning workers (not 8)"] = measure(
-                    url, emulator, scale, UPGRADE, store
-                )
+            for name, without in (
+                ("bot, planning not held back during acks", NOT_HELD_BACK),
+                ("bot, start-up objects not frozen", NOT_FROZEN),
+            ):
+                port = free_port()
+                with server(bot_argv(port, without), port, env=env, log=log) as url:
+                    results[name] = measure(url, emulator, scale, UPGRADE, store)
             with server(*floor("--before-response"), env=env, log=log) as url:
                 results["floor, process_before_response=True"] = measure(url, None, scale, UPGRADE)
     return results

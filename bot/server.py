@@ -8,15 +8,19 @@ socket.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import waitress
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.socket_mode.builtin import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 
 from adapters.scheduler import ApsScheduler
 from bot import logs, wiring
@@ -67,11 +71,13 @@ def http_app(
         assert bot.app is not None, "a Slack bot has a Bolt app"
     slack = SlackRequestHandler(bot.app) if slack_events and bot.app is not None else None
     metrics = bot.metrics.wsgi_app() if bot.metrics is not None else None
+    serving = _serving(bot)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == EVENTS_PATH and slack is not None:
-            return slack(environ, start_response)
+            with serving():
+                return slack(environ, start_response)
         if path == "/healthz":
             return _answer(start_response, "200 OK", b"ok\n")
         if path == "/readyz" and readiness is not None:
@@ -84,6 +90,26 @@ def http_app(
         return _answer(start_response, "404 Not Found", b"not found\n")
 
     return app
+
+
+def _serving(bot: wiring.Bot) -> Callable[[], AbstractContextManager[None]]:
+    """What marks one of Slack's requests as being answered, so that the work handed off by the
+    requests before it waits (see `bot.workers.Foreground`)."""
+    return bot.foreground.serving if bot.foreground is not None else nullcontext
+
+
+class ForegroundSocketMode(SocketModeHandler):
+    """Socket Mode whose requests, while being answered, hold back the task pool as over HTTP."""
+
+    def __init__(self, bot: wiring.Bot, app_token: str) -> None:
+        assert bot.app is not None, "a Slack bot has a Bolt app"
+        super().__init__(bot.app, app_token)
+        self._serving = _serving(bot)
+
+    # Narrowed to the built-in client as the parent narrows it.
+    def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        with self._serving():
+            super().handle(client, req)
 
 
 def _answer(
@@ -125,8 +151,7 @@ def serve(
     socket: SocketModeHandler | None = None
     try:
         if settings.slack_app_token is not None:
-            assert bot.app is not None
-            socket = SocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
+            socket = ForegroundSocketMode(bot, settings.slack_app_token.get_secret_value())
             socket.connect()  # type: ignore[no-untyped-call]
             probes = wiring.readiness_probes(settings, config, scheduler, socket_mode=socket.client)
             app = http_app(bot, Readiness(probes, redactor), slack_events=False)
@@ -138,6 +163,11 @@ def serve(
             _ask_slack_now(probes["slack"])
         server = _listen(app, host, port)
         log.warning("serving %s on http://%s:%s", serving, host, server.effective_port)
+        # What start-up built lives as long as the process: kept out of every later full
+        # collection, which otherwise walks it all with the interpreter lock held (up to 90 ms,
+        # stalling every acknowledgement in flight).
+        gc.collect()
+        gc.freeze()
         server.run()
     finally:
         if socket is not None:

@@ -41,7 +41,7 @@ from bot.engine.session import Ports
 from bot.logs import RunLog
 from bot.slack.app import build_app
 from bot.slack.chat import SlackChat, SlackDirectory, slack_client
-from bot.workers import WorkerPool
+from bot.workers import Foreground, WorkerPool
 from commands.chat import Chat
 from commands.conversation import Conversation
 
@@ -120,6 +120,7 @@ class Bot:
     claims: ClaimKeeper  # started by `serve` and the console: renews and takes over claims
     ports: Ports
     metrics: PrometheusMetrics | None = None  # served at /metrics by `serve`
+    foreground: Foreground | None = None  # Slack's requests in flight, which tasks wait out
 
     def close(self) -> None:
         self.claims.stop()
@@ -148,9 +149,11 @@ def build_conversation(
     scheduler: Scheduler | None = None,
     progress_interval: float = 1.5,
     watchers: tuple[RunObserver, ...] = (),
+    foreground: Foreground | None = None,
 ) -> tuple[UpgradeService, Conversation, WorkerPool, WorkerPool]:
     """The service and the conversation over it. Without a `scheduler`, scheduled runs are kept
-    by an in-memory one that nothing drives (a terminal session that schedules nothing)."""
+    by an in-memory one that nothing drives (a terminal session that schedules nothing). With a
+    `foreground`, the task pool's work waits for the requests it names to be answered."""
     service = UpgradeService(
         catalog=config.catalog,
         inventory=config.inventory,
@@ -162,7 +165,7 @@ def build_conversation(
     scheduling = Scheduling(
         service, scheduler or MemoryScheduler(ports.clock), config.schedule, directory
     )
-    tasks = WorkerPool("tasks", workers=TASK_WORKERS, queue=TASK_QUEUE)
+    tasks = WorkerPool("tasks", workers=TASK_WORKERS, queue=TASK_QUEUE, foreground=foreground)
     runs = WorkerPool("runs", workers=RUN_WORKERS, queue=RUN_QUEUE)
     conversation = Conversation(
         service,
@@ -235,6 +238,7 @@ def build_slack_bot(
     ports = ports or build_ports()
     store = store if store is not None else sql_store(settings.database_url, config)
     metrics = PrometheusMetrics(store, lease_since=scheduler.on_duty_since if scheduler else None)
+    foreground = Foreground()
     service, conversation, tasks, runs = build_conversation(
         config,
         ports=ports,
@@ -244,6 +248,7 @@ def build_slack_bot(
         scheduler=scheduler,
         progress_interval=progress_interval,
         watchers=(metrics, RunLog()),
+        foreground=foreground,
     )
     app = build_app(
         client=client,
@@ -263,6 +268,7 @@ def build_slack_bot(
         claims=claim_keeper(config, store, conversation),
         ports=ports,
         metrics=metrics,
+        foreground=foreground,
     )
 
 

@@ -6,7 +6,9 @@ back from the emulator's record of its Web API calls.
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from bot.config import Config
 from bot.domain.inventory import Policy
 from bot.domain.run import RunState
 from bot.runbooks import BUNDLED, load_runbooks
+from bot.server import EVENTS_PATH, http_app
 from bot.slack.blocks import APPROVE_ACTION
 from tests.hostkit.slackbot import ALICE, BOB, CAROL, CHANNEL, SlackBot, text_of, wait_for
 from tests.unit.memory_world import BACKUP, MemoryWorld, myst_world
@@ -92,6 +95,44 @@ def test_a_malformed_command_is_answered_in_the_acknowledgement(bot: SlackBot):
     assert time.monotonic() - started < 3  # Slack's deadline, with a wide margin
     assert "needs a product and a version" in body
     assert bot.emulator.calls("chat.postMessage") == []
+
+
+class HeldBody(io.RawIOBase):
+    """A request body that arrives only when released: the request stays in flight till then."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.released.wait(timeout=30)
+        return b"{}"
+
+
+def test_planning_waits_while_another_slack_request_is_being_answered(bot: SlackBot):
+    body = HeldBody()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": EVENTS_PATH,
+        "CONTENT_LENGTH": "2",
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": body,
+    }
+    answers: list[str] = []
+    held = threading.Thread(
+        target=lambda: http_app(bot.bot)(environ, lambda status, _: answers.append(status))
+    )
+    held.start()
+    try:
+        status, answer = bot.command("myst 3.9.1")
+        assert (status, "Planning" in answer) == (200, True)  # the ack is not held back
+        time.sleep(0.5)  # well within the second the planning may wait
+        assert bot.plan_messages() == []
+    finally:
+        body.released.set()
+        held.join(timeout=10)
+    assert answers == ["401 Unauthorized"]  # unsigned: refused, and no longer in flight
+    assert wait_for("the plan once no request is in flight", bot.plan_messages)
 
 
 def test_a_bad_version_gets_one_sentence_for_the_requester_only(bot: SlackBot):
