@@ -127,6 +127,7 @@ class ApsScheduler:
             timezone=UTC,
         )
         self._since: datetime | None = None
+        self._asked: datetime | None = None  # when the database last answered `lease.hold()`
         self._on_duty: Callable[[], object] = lambda: None
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
@@ -166,7 +167,7 @@ class ApsScheduler:
             self.lease.release()
         except StoreUnavailable:
             log.warning("could not release the scheduling lease; it runs out by itself")
-        self._since = None
+        self._since = self._asked = None
         with _work_lock:
             _work = None
         self._engine.dispose()
@@ -175,8 +176,12 @@ class ApsScheduler:
         while not self._stop.is_set():
             try:
                 held = self.lease.hold()
+                self._asked = self._clock.now()
             except StoreUnavailable as exc:
                 log.warning("scheduling lease not renewed: %s", exc)
+                held = None
+            except Exception:  # a bug: logged, and tried again rather than never again
+                log.exception("asking for the scheduling lease failed")
                 held = None
             if held is not None and self._since is None:
                 log.warning("scheduling: this process (%s) holds the lease", self.lease.holder)
@@ -238,6 +243,11 @@ class ApsScheduler:
 
     def on_duty_since(self) -> datetime | None:
         return self._since
+
+    def lease_asked(self) -> datetime | None:
+        """When this process last heard from the database whether it holds the lease; None
+        before the first answer and once shut down. Its readiness check reads this."""
+        return self._asked
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ of holding it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -58,16 +59,30 @@ class SqlProbe:
 class LeaseProbe:
     """Whether scheduling goes on: this process holds the lease, or another process's lease is
     current (this one is on standby, ready to take over). A lease that ran out is fine for as long
-    as a live process needs to take it over (a third of its length, when it renews)."""
+    as a live process needs to take it over (a third of its length, when it renews).
 
-    def __init__(self, lease: SqlLease, *, clock: Clock, length: timedelta) -> None:
+    With `asked` (when this process last heard whether it holds the lease, None if it does not
+    ask), a process that has stopped asking is not ready even while another holds the lease: it
+    could not take over."""
+
+    def __init__(
+        self,
+        lease: SqlLease,
+        *,
+        clock: Clock,
+        length: timedelta,
+        asked: Callable[[], datetime | None] | None = None,
+    ) -> None:
         self._lease = lease
         self._clock = clock
         self._grace = length / 3 + timedelta(seconds=2)
+        self._asked = asked
 
     def check(self) -> str:
         """Who schedules; raises `SchedulerStopped`, and `StoreUnavailable` when the lease cannot
         be read."""
+        if self._asked is not None:
+            self._check_asking(self._asked())
         current = self._lease.current()
         if current is None:
             raise SchedulerStopped("No process holds the scheduling lease: nothing schedules.")
@@ -86,3 +101,17 @@ class LeaseProbe:
             f"{lease[0].upper()}{lease[1:]} {ago} and no process has taken it over: "
             "nothing schedules."
         )
+
+    def _check_asking(self, asked: datetime | None) -> None:
+        if asked is None:
+            raise SchedulerStopped(
+                "This process has no answer yet on the scheduling lease (its scheduler is "
+                "starting, or has stopped): if this lasts, see its log and restart it."
+            )
+        quiet = self._clock.now() - asked
+        if quiet > self._grace:
+            raise SchedulerStopped(
+                f"This process has not heard about the scheduling lease for "
+                f"{quiet.total_seconds():.0f} s, so it could not take over: see its log, and "
+                "restart it."
+            )

@@ -292,7 +292,12 @@ def readiness_probes(
             timeout=PROBE_TIMEOUT_SECONDS,
         )
         slack = SlackAuthProbe(client).check
-    lease = LeaseProbe(scheduler.lease, clock=SystemClock(), length=config.schedule.lease)
+    lease = LeaseProbe(
+        scheduler.lease,
+        clock=SystemClock(),
+        length=config.schedule.lease,
+        asked=scheduler.lease_asked,
+    )
     return {
         "database": SqlProbe(settings.database_url).check,
         "scheduler": lease.check,

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from sqlalchemy import Engine, text
 from adapters.memory.clock import FakeClock
 from adapters.memory.store import MemoryRunStore
 from adapters.prometheus_metrics import PrometheusMetrics
+from adapters.scheduler import ApsScheduler
 from adapters.scheduler_lease import SqlLease
 from adapters.slack_probe import SlackAuthProbe, SlackNotConnected, SocketModeProbe
 from adapters.sql_engine import create_store_engine
@@ -113,6 +114,52 @@ def test_the_lease_is_ready_when_held_here_or_elsewhere_and_not_when_nobody_take
         probe.check()
     assert mine.hold() is not None  # this process took it over
     assert probe.check() == "this process holds the scheduling lease"
+
+
+def test_a_process_that_stopped_asking_for_the_lease_is_not_ready_even_on_standby(
+    lease_engine: Engine,
+) -> None:
+    clock = FakeClock()
+    mine = SqlLease(lease_engine, clock=clock, length=LEASE, holder="bot-a:1:aaaa")
+    other = SqlLease(lease_engine, clock=clock, length=LEASE, holder="bot-b:2:bbbb")
+    asked: list[datetime | None] = [None]
+    probe = LeaseProbe(mine, clock=clock, length=LEASE, asked=lambda: asked[0])
+    assert other.hold() is not None
+    with pytest.raises(SchedulerStopped, match="has no answer yet on the scheduling lease"):
+        probe.check()
+
+    asked[0] = clock.now()
+    assert probe.check() == "standby: bot-b:2:bbbb holds the scheduling lease"
+    clock.advance(LEASE.total_seconds() / 3 + 3)  # a renewal missed: one more second than allowed
+    assert other.hold() is not None
+    with pytest.raises(SchedulerStopped, match="has not heard about the scheduling lease for 13 s"):
+        probe.check()
+
+
+class NoWork:
+    """Scheduled work for a scheduler that has none due."""
+
+    def start_due(self, run_id: int) -> None:
+        raise AssertionError(f"no start is due (run #{run_id})")
+
+    def remind(self, run_id: int, before: timedelta) -> None:
+        raise AssertionError(f"no reminder is due (run #{run_id})")
+
+    def behind_latest(self) -> None:
+        raise AssertionError("no digest is due")
+
+
+def test_the_scheduler_says_when_it_last_asked_for_the_lease(fresh_url: str) -> None:
+    upgrade_schema(fresh_url)
+    scheduler = ApsScheduler(fresh_url, lease=LEASE)
+    assert scheduler.lease_asked() is None
+    scheduler.start(NoWork())
+    try:
+        asked = wait_for("the scheduler's first answer", scheduler.lease_asked, timeout=10)
+        assert datetime.now(UTC) - asked < LEASE
+    finally:
+        scheduler.shutdown()
+    assert scheduler.lease_asked() is None
 
 
 # -- Slack ----------------------------------------------------------------------------------------
