@@ -153,9 +153,7 @@ class SqlRunStore(SqlConversationMixin):
         }
 
         def work(connection: Connection) -> int:
-            new_id: int = connection.execute(
-                insert(RunRow).values(values).returning(RunRow.id)
-            ).scalar_one()
+            new_id: int = connection.execute(_CREATE, values).scalar_one()
             connection.execute(
                 insert(RunEventRow),
                 {
@@ -437,14 +435,15 @@ def _existing(session: Session, run_id: int) -> RunRow:
     return row
 
 
-# Built once, with their values bound at execution: transitions are frequent (see `_move`). The
-# compare-and-set `_CAS` sets the columns that come with its values.
+# Built once, with their values bound at execution: creations and transitions are on every run's
+# path (see `_move`). `_CAS` and `_CREATE` set the columns that come with their values.
 _RUN = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
 _CAS = (
     update(RunRow)
     .where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
     .returning(*RunRow.__table__.c)
 )
+_CREATE = insert(RunRow).returning(RunRow.id)
 _HOLDER = select(RunRow.id, RunRow.state, RunRow.requested_by).where(
     RunRow.instance_key == bindparam("b_key"),
     RunRow.state.in_(_ACTIVE),
