@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.domain.errors import InstanceBusy, InvalidTransition, UnknownRun
-from bot.domain.run import RunState
+from bot.domain.plan import Plan
+from bot.domain.run import RunEvent, RunState
 
 
 def unknown_run(run_id: int) -> UnknownRun:
@@ -35,6 +36,31 @@ def instance_busy(
         f"({_words(RunState(holder_state))}, requested by {holder_by}). "
         f"Wait for it to finish, or see `status {holder_id}`."
     )
+
+
+def creation_events(
+    run_id: int,
+    plan: Plan,
+    *,
+    requested_by: str,
+    at: datetime,
+    approved_by: str | None,
+    reason: str,
+) -> list[RunEvent]:
+    """The trail a new run starts with: planned, and if it is created approved, the two moves
+    that approval makes."""
+    moves: list[tuple[RunState | None, RunState, str, str]] = [
+        (None, RunState.PLANNED, requested_by, f"plan {plan.digest}")
+    ]
+    if approved_by is not None:
+        moves += [
+            (RunState.PLANNED, RunState.AWAITING_APPROVAL, approved_by, reason),
+            (RunState.AWAITING_APPROVAL, RunState.APPROVED, approved_by, reason),
+        ]
+    return [
+        RunEvent(run_id=run_id, at=at, from_state=f, to_state=t, actor=actor, reason=why)
+        for f, t, actor, why in moves
+    ]
 
 
 def as_utc(at: datetime) -> datetime:

@@ -41,6 +41,7 @@ from adapters import record_json
 from adapters.group_commit import GroupCommit
 from adapters.run_store_rules import (
     as_utc,
+    creation_events,
     instance_busy,
     moved_meanwhile,
     require_limit,
@@ -131,10 +132,18 @@ class SqlRunStore(SqlConversationMixin):
             self._engine.dispose()
 
     def create(
-        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+        self,
+        plan: Plan,
+        *,
+        requested_by: str,
+        at: datetime,
+        starts_at: datetime | None = None,
+        approved_by: str | None = None,
+        reason: str = "",
     ) -> Run:
         at = as_utc(at)
         starts_at = as_utc(starts_at) if starts_at is not None else None
+        state = RunState.PLANNED if approved_by is None else RunState.APPROVED
         values = {
             "product": plan.product,
             "environment": plan.environment,
@@ -145,7 +154,7 @@ class SqlRunStore(SqlConversationMixin):
             "to_version": plan.to_version,
             "plan": record_json.dump_plan(plan),
             "plan_digest": plan.digest,
-            "state": RunState.PLANNED.value,
+            "state": state.value,
             "requested_by": requested_by,
             "created_at": at,
             "updated_at": at,
@@ -154,17 +163,15 @@ class SqlRunStore(SqlConversationMixin):
 
         def work(connection: Connection) -> int:
             new_id: int = connection.execute(_CREATE, values).scalar_one()
-            connection.execute(
-                insert(RunEventRow),
-                {
-                    "run_id": new_id,
-                    "at": at,
-                    "from_state": None,
-                    "to_state": RunState.PLANNED.value,
-                    "actor": requested_by,
-                    "reason": f"plan {plan.digest}",
-                },
+            events = creation_events(
+                new_id,
+                plan,
+                requested_by=requested_by,
+                at=at,
+                approved_by=approved_by,
+                reason=reason,
             )
+            connection.execute(insert(RunEventRow), [_event_row(event) for event in events])
             return new_id
 
         with self._failures("storing a new run"):
@@ -172,7 +179,7 @@ class SqlRunStore(SqlConversationMixin):
         return Run(
             id=run_id,
             plan=plan,
-            state=RunState.PLANNED,
+            state=state,
             requested_by=requested_by,
             created_at=at,
             updated_at=at,
@@ -468,6 +475,17 @@ def _to_run(row: RunRow | Row[Any]) -> Run:
         updated_at=row.updated_at,
         starts_at=row.starts_at,
     )
+
+
+def _event_row(event: RunEvent) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "at": event.at,
+        "from_state": event.from_state.value if event.from_state is not None else None,
+        "to_state": event.to_state.value,
+        "actor": event.actor,
+        "reason": event.reason,
+    }
 
 
 def _to_event(row: RunEventRow) -> RunEvent:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from adapters.run_store_rules import (
     as_utc,
+    creation_events,
     instance_busy,
     moved_meanwhile,
     require_limit,
@@ -65,30 +66,35 @@ class MemoryRunStore:
         self._threads: dict[int, ChatThread] = {}
 
     def create(
-        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+        self,
+        plan: Plan,
+        *,
+        requested_by: str,
+        at: datetime,
+        starts_at: datetime | None = None,
+        approved_by: str | None = None,
+        reason: str = "",
     ) -> Run:
         at = as_utc(at)
         with self._lock:
             run = Run(
                 id=next(self._ids),
                 plan=plan,
-                state=RunState.PLANNED,
+                state=RunState.PLANNED if approved_by is None else RunState.APPROVED,
                 requested_by=requested_by,
                 created_at=at,
                 updated_at=at,
                 starts_at=as_utc(starts_at) if starts_at is not None else None,
             )
             self._runs[run.id] = run
-            self._events[run.id] = [
-                RunEvent(
-                    run_id=run.id,
-                    at=at,
-                    from_state=None,
-                    to_state=RunState.PLANNED,
-                    actor=requested_by,
-                    reason=f"plan {plan.digest}",
-                )
-            ]
+            self._events[run.id] = creation_events(
+                run.id,
+                plan,
+                requested_by=requested_by,
+                at=at,
+                approved_by=approved_by,
+                reason=reason,
+            )
             return run
 
     def another_process(self, holder: str) -> MemoryRunStore:

@@ -142,9 +142,18 @@ class RunStore(Protocol):
     """Where runs, their transitions and step results are kept. Each call commits."""
 
     def create(
-        self, plan: Plan, *, requested_by: str, at: datetime, starts_at: datetime | None = None
+        self,
+        plan: Plan,
+        *,
+        requested_by: str,
+        at: datetime,
+        starts_at: datetime | None = None,
+        approved_by: str | None = None,
+        reason: str = "",
     ) -> Run:
-        """Store a new run in state `planned` and give it its id; `starts_at` schedules it."""
+        """Store a new run in state `planned` and give it its id; `starts_at` schedules it.
+        With `approved_by`, the run is stored approved by that actor for `reason`, its trail
+        saying planned, awaiting approval and approved, all in the one transaction."""
         ...
 
     def get(self, run_id: int) -> Run:

@@ -87,15 +87,13 @@ class FleetRunner:
         self._observer.step_started(fleet, Phase.UPGRADE, planned)
         member_plan = replace(fleet.plan.members[planned.number - 1], part_of=fleet.id, digest="")
         try:
-            run = self._store.create(member_plan, requested_by=fleet.requested_by, at=clock.now())
-            why = f"approved as part of run #{fleet.id} (plan {fleet.plan.digest})"
-            for before, after in (
-                (RunState.PLANNED, RunState.AWAITING_APPROVAL),
-                (RunState.AWAITING_APPROVAL, RunState.APPROVED),
-            ):
-                run = self._store.transition(
-                    run.id, before, after, at=clock.now(), actor=f"run #{fleet.id}", reason=why
-                )
+            run = self._store.create(
+                member_plan,
+                requested_by=fleet.requested_by,
+                at=clock.now(),
+                approved_by=f"run #{fleet.id}",
+                reason=f"approved as part of run #{fleet.id} (plan {fleet.plan.digest})",
+            )
             runner = Runner(self._store, self._inventory, self._ports, self._member_observer(run))
             run = runner.execute(run.id, actor="bot")
             ok = run.state is RunState.SUCCEEDED

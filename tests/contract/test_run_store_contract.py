@@ -187,6 +187,22 @@ def test_events_keep_every_transition_in_order(store: RunStore) -> None:
     assert [e.to_state for e in store.events(other.id)] == [S.PLANNED, S.CANCELLED]
 
 
+def test_a_run_created_approved_has_the_whole_trail_and_can_start(store: RunStore) -> None:
+    plan = make_plan()
+    why = "approved as part of run #1"
+    run = store.create(plan, requested_by="@ana", at=AT, approved_by="run #1", reason=why)
+    assert run.state is S.APPROVED
+    assert store.get(run.id) == run
+
+    trail = [(e.from_state, e.to_state, e.actor, e.reason, e.at) for e in store.events(run.id)]
+    assert trail == [
+        (None, S.PLANNED, "@ana", f"plan {plan.digest}", AT),
+        (S.PLANNED, S.AWAITING_APPROVAL, "run #1", why, AT),
+        (S.AWAITING_APPROVAL, S.APPROVED, "run #1", why, AT),
+    ]
+    assert store.transition(run.id, S.APPROVED, S.RUNNING, at=at(1), actor="bot").state is S.RUNNING
+
+
 def test_a_finished_step_replaces_its_started_record(store: RunStore) -> None:
     run = new_run(store, *TO_RUNNING)
     done = make_result(run_id=run.id)
