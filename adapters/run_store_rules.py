@@ -1,4 +1,5 @@
-"""What every run store refuses, worded once so the memory twin and the database answer alike."""
+"""What every run store refuses, and the trail a new run starts with, worded once so the memory
+twin and the database answer alike."""
 
 from __future__ import annotations
 
