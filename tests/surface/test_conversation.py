@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bot.config import Config
 from bot.domain.inventory import Policy
 from bot.domain.run import RunState
 from bot.runbooks import BUNDLED, load_runbooks
-from bot.server import EVENTS_PATH, http_app
+from bot.server import EVENTS_PATH, ForegroundSocketMode, http_app
 from bot.slack.blocks import APPROVE_ACTION
 from tests.hostkit.slackbot import ALICE, BOB, CAROL, CHANNEL, SlackBot, text_of, wait_for
+from tests.slackemu import requests as slack_requests
+from tests.slackemu.workspace import Message
 from tests.unit.memory_world import BACKUP, MemoryWorld, myst_world
 
 ONE_APPROVER = Policy(approvers=(BOB, CAROL), approvals_required=1)
@@ -133,6 +139,41 @@ def test_planning_waits_while_another_slack_request_is_being_answered(bot: Slack
         held.join(timeout=10)
     assert answers == ["401 Unauthorized"]  # unsigned: refused, and no longer in flight
     assert wait_for("the plan once no request is in flight", bot.plan_messages)
+
+
+class SlowAckLink:
+    """Slack's end of a Socket Mode link, slow to take the ack: it notes the plans posted while
+    the ack is still being sent."""
+
+    logger = logging.getLogger("tests.slow_ack_link")
+
+    def __init__(self, bot: SlackBot) -> None:
+        self.bot = bot
+        self.acks: list[SocketModeResponse] = []
+        self.plans_meanwhile: list[Message] = []
+
+    def send_socket_mode_response(self, response: SocketModeResponse) -> None:
+        time.sleep(0.5)  # well within the second the planning may wait
+        self.plans_meanwhile = self.bot.plan_messages()
+        self.acks.append(response)
+
+
+def test_planning_waits_while_an_ack_goes_out_over_socket_mode(bot: SlackBot):
+    body, _ = slack_requests.slash_command("myst 3.9.1", ALICE, CHANNEL)
+    fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    request = SocketModeRequest(
+        type="slash_commands", envelope_id="e-1", payload=fields, accepts_response_payload=True
+    )
+    handler = ForegroundSocketMode(bot.bot, "xapp-1-A0TEST-0-0")
+    link = SlowAckLink(bot)
+    try:
+        handler.handle(link, request)  # type: ignore[arg-type]
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
+    assert [ack.envelope_id for ack in link.acks] == ["e-1"]
+    assert "Planning" in json.dumps(link.acks[0].payload)
+    assert link.plans_meanwhile == []
+    assert wait_for("the plan once the ack is out", bot.plan_messages)
 
 
 def test_a_bad_version_gets_one_sentence_for_the_requester_only(bot: SlackBot):
