@@ -303,9 +303,15 @@ class SqlRunStore(SqlConversationMixin):
             check_transition(run_id, expected, target)  # raising undoes the move
             if rows:
                 connection.execute(self._step_upsert, rows)
-            event = {"run_id": run_id, "at": at, "actor": actor, "reason": reason}
-            event |= {"from_state": expected.value, "to_state": target.value}
-            connection.execute(insert(RunEventRow), event)
+            event = RunEvent(
+                run_id=run_id,
+                at=at,
+                from_state=expected,
+                to_state=target,
+                actor=actor,
+                reason=reason,
+            )
+            connection.execute(insert(RunEventRow), _event_row(event))
             return moved
 
         with self._failures(f"moving run #{run_id} to {target.value}"):
