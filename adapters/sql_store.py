@@ -15,8 +15,10 @@ the scheduling lease: hosts sharing a database keep their clocks in step.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -121,6 +123,7 @@ class SqlRunStore(SqlConversationMixin):
         self._transact = GroupCommit(self._write_engine.begin).run
         # run id -> until when this process's claim on it is known to hold (see `hold`)
         self._held: dict[int, datetime] = {}
+        self._plans = _Plans()
 
     def another_process(self, holder: str) -> SqlRunStore:
         """The same database as another process sees it: its claims are in `holder`'s name."""
@@ -176,6 +179,7 @@ class SqlRunStore(SqlConversationMixin):
 
         with self._failures("storing a new run"):
             run_id = self._transact(work)
+        self._plans.put((run_id, plan.digest), plan)
         return Run(
             id=run_id,
             plan=plan,
@@ -189,9 +193,9 @@ class SqlRunStore(SqlConversationMixin):
     def get(self, run_id: int) -> Run:
         with self._failures(f"reading run #{run_id}"), self._engine.begin() as connection:
             row = connection.execute(_RUN, {"id": run_id}).first()
-        if row is None:
-            raise unknown_run(run_id)
-        return _to_run(row)
+            if row is None:
+                raise unknown_run(run_id)
+            return self._with_plans(connection, [row])[0]
 
     def transition(
         self,
@@ -239,9 +243,9 @@ class SqlRunStore(SqlConversationMixin):
             self._transact(lambda connection: connection.execute(renew))
 
     def lapsed(self, *, at: datetime) -> list[Run]:
-        query = select(RunRow).where(_lapsed(as_utc(at))).order_by(RunRow.id)
-        with self._failures("looking for runs whose process stopped"), self._reads.begin() as s:
-            return [_to_run(row) for row in s.scalars(query)]
+        query = select(*_STATE).where(_lapsed(as_utc(at))).order_by(RunRow.id)
+        with self._failures("looking for runs whose process stopped"), self._engine.begin() as c:
+            return self._with_plans(c, c.execute(query).all())
 
     def take_over(
         self, run_id: int, expected: RunState, *, at: datetime, reason: str
@@ -328,7 +332,8 @@ class SqlRunStore(SqlConversationMixin):
             self._held[run_id] = at + self._claim
         else:
             self._held.pop(run_id, None)
-        return _to_run(row)
+        with self._failures(f"reading the plan of run #{run_id}"):
+            return self._with_plans(None, [row])[0]
 
     def record_step(self, *results: StepResult) -> None:
         if not results:
@@ -365,11 +370,27 @@ class SqlRunStore(SqlConversationMixin):
 
     def runs(self, *, states: Sequence[RunState] = (), limit: int = 50) -> list[Run]:
         require_limit(limit)
-        query = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
+        query = select(*_STATE).order_by(RunRow.id.desc()).limit(limit)
         if states:
             query = query.where(RunRow.state.in_([state.value for state in states]))
-        with self._failures("listing runs"), self._reads.begin() as session:
-            return [_to_run(row) for row in session.scalars(query)]
+        with self._failures("listing runs"), self._engine.begin() as connection:
+            return self._with_plans(connection, connection.execute(query).all())
+
+    def _with_plans(self, connection: Connection | None, rows: Sequence[Row[Any]]) -> list[Run]:
+        """The runs of `rows` (of the `_STATE` columns), with their plans: those this process
+        has not parsed yet are read in one query, on `connection` or else in a read of their own."""
+        digests = {row.id: row.plan_digest for row in rows}
+        cached = {run_id: self._plans.get((run_id, digest)) for run_id, digest in digests.items()}
+        plans = {run_id: plan for run_id, plan in cached.items() if plan is not None}
+        missing = [run_id for run_id in digests if run_id not in plans]
+        if missing:
+            query = select(RunRow.id, RunRow.plan).where(RunRow.id.in_(missing))
+            with nullcontext(connection) if connection else self._engine.begin() as reading:
+                stored = reading.execute(query).all()
+            for run_id, data in stored:
+                plans[run_id] = record_json.load_plan(data, run_id=run_id)
+                self._plans.put((run_id, digests[run_id]), plans[run_id])
+        return [_to_run(row, plans[row.id]) for row in rows]
 
     def _upsert_step(self) -> Executable:
         key = ("run_id", "phase", "step_id")
@@ -448,13 +469,15 @@ def _existing(session: Session, run_id: int) -> RunRow:
     return row
 
 
+# A run's columns but its plan, which never changes once stored and is read once (`_Plans`).
+_STATE = [column for column in RunRow.__table__.c if column.name != "plan"]
 # Built once, with their values bound at execution: creations and transitions are on every run's
 # path (see `_move`). `_CAS` and `_CREATE` set the columns that come with their values.
-_RUN = select(RunRow.__table__).where(RunRow.id == bindparam("id"))
+_RUN = select(*_STATE).where(RunRow.id == bindparam("id"))
 _CAS = (
     update(RunRow)
     .where(RunRow.id == bindparam("b_id"), RunRow.state == bindparam("b_state"))
-    .returning(*RunRow.__table__.c)
+    .returning(*_STATE)
 )
 _CREATE = insert(RunRow).returning(RunRow.id)
 _HOLDER = select(RunRow.id, RunRow.state, RunRow.requested_by).where(
@@ -471,10 +494,36 @@ def _holder(
     return connection.execute(_HOLDER, {"b_key": instance_key, "b_id": run_id}).first()
 
 
-def _to_run(row: RunRow | Row[Any]) -> Run:
+class _Plans:
+    """The plans parsed lately, by run id and plan digest: a run's plan never changes once
+    stored, and parsing it again was most of a transition's work (a fleet's plan holds every
+    member's: 5 ms to parse for a fleet of 20, docs/benchmarks.md). The digest in the key keeps a
+    run id that a recreated database gave again from finding another plan."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._plans: OrderedDict[tuple[int, str], Plan] = OrderedDict()
+
+    def get(self, key: tuple[int, str]) -> Plan | None:
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+            return plan
+
+    def put(self, key: tuple[int, str], plan: Plan) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            self._plans.move_to_end(key)
+            if len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+
+
+def _to_run(row: Row[Any], plan: Plan) -> Run:
     return Run(
         id=row.id,
-        plan=record_json.load_plan(row.plan, run_id=row.id),
+        plan=plan,
         state=RunState(row.state),
         requested_by=row.requested_by,
         created_at=row.created_at,

@@ -6,21 +6,23 @@ PostgreSQL is the test service (`services` fixture): when it cannot start, these
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from adapters.memory.store import MemoryRunStore
 from adapters.sql_engine import create_store_engine
 from adapters.sql_models import Base
 from adapters.sql_store import SqlRunStore, upgrade_schema
-from bot.domain.errors import InstanceBusy, InvalidTransition, UnknownRun
+from bot.domain.errors import InstanceBusy, InvalidTransition, StoreUnavailable, UnknownRun
 from bot.domain.plan import Plan
 from bot.domain.ports import RunStore
 from bot.domain.run import Phase, Run, RunState, StepStatus
@@ -85,10 +87,17 @@ def new_run(store: RunStore, *moves: RunState, instance: str = "studio-1", by: s
     return run
 
 
+def fresh(store: RunStore) -> RunStore:
+    """The same runs as a process that has read none of them sees them: their plans are parsed
+    from what was stored (a store keeps the plans it has written or read)."""
+    assert isinstance(store, MemoryRunStore | SqlRunStore)
+    return store.another_process("reader")
+
+
 def test_a_created_run_reads_back_equal_down_to_each_step_action(store: RunStore) -> None:
     plan = make_plan()
     created = store.create(plan, requested_by="@ana", at=AT)
-    read = store.get(created.id)
+    read = fresh(store).get(created.id)  # parsed from what was stored
 
     assert read == created
     assert read.plan == plan
@@ -367,7 +376,8 @@ def test_two_runs_racing_for_one_instance_one_wins(store: RunStore) -> None:
 def test_plans_differing_only_in_instance_are_told_apart(store: RunStore) -> None:
     one = store.create(make_plan(instance="one"), requested_by="@ana", at=AT)
     two = store.create(make_plan(instance="two"), requested_by="@ana", at=AT)
-    plans: list[Plan] = [store.get(one.id).plan, store.get(two.id).plan]
+    reader = fresh(store)
+    plans: list[Plan] = [reader.get(one.id).plan, reader.get(two.id).plan]
     assert [p.instance_key for p in plans] == ["nonprod/one", "nonprod/two"]
     assert plans[0].digest != plans[1].digest
     assert plans[0].created_at.tzinfo is not None
@@ -378,8 +388,9 @@ def test_a_fleet_plan_with_its_member_plans_round_trips(store: RunStore) -> None
     members = (make_plan(instance="studio-1"), make_plan(instance="studio-2"))
     fleet = make_plan(instance="*", members=members, batch_size=2, steps=())
     run = store.create(fleet, requested_by="@ana", at=AT)
-    assert store.get(run.id).plan == fleet
-    assert store.get(run.id).plan.members[1].instance == "studio-2"
+    read = fresh(store).get(run.id)
+    assert read.plan == fleet
+    assert read.plan.members[1].instance == "studio-2"
 
 
 def test_a_scheduled_run_keeps_its_start_time_in_utc(store: RunStore) -> None:
@@ -395,3 +406,51 @@ def test_a_scheduled_run_keeps_its_start_time_in_utc(store: RunStore) -> None:
     assert moved.starts_at == starts
     assert store.runs(states=(S.AWAITING_APPROVAL,))[0].starts_at == starts
     assert store.create(make_plan(), requested_by="@ana", at=AT).starts_at is None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRunStore]:
+    with open_store(request, tmp_path) as opened:
+        assert isinstance(opened, SqlRunStore)
+        yield opened
+
+
+def plan_reads(store: SqlRunStore) -> list[str]:
+    """The statements that read a run's plan column on `store`'s engine (and so of every store
+    of `another_process`) from now on."""
+    seen: list[str] = []
+    reads_plan = re.compile(r'\bruns\."?plan\b(?!_)')
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if reads_plan.search(statement):
+            seen.append(statement)
+
+    event.listen(store._engine, "before_cursor_execute", executed)
+    return seen
+
+
+def test_a_plan_is_read_from_the_database_once_per_process(sql_store: SqlRunStore) -> None:
+    plan = make_plan()
+    run = sql_store.create(plan, requested_by="@ana", at=AT)
+    other = sql_store.another_process("bot-b")
+    reads = plan_reads(sql_store)
+
+    moved = sql_store.transition(run.id, S.PLANNED, S.AWAITING_APPROVAL, at=at(1), actor="@bo")
+    assert (moved.plan, sql_store.get(run.id).plan, sql_store.runs()[0].plan) == (plan,) * 3
+    assert reads == []  # written by this process: never read back
+
+    approved = other.transition(run.id, S.AWAITING_APPROVAL, S.APPROVED, at=at(2), actor="@cy")
+    assert approved.plan == plan  # the other process had not read it: once
+    assert (other.get(run.id).plan, other.runs()[0].plan) == (plan, plan)
+    assert len(reads) == 1
+
+
+def test_a_stored_plan_this_version_cannot_read_is_named(sql_store: SqlRunStore) -> None:
+    run = sql_store.create(make_plan(), requested_by="@ana", at=AT)
+    with sql_store._engine.begin() as connection:
+        connection.execute(text("UPDATE runs SET plan = :plan"), {"plan": '{"steps": 3}'})
+    other = sql_store.another_process("bot-b")
+    for read in (lambda: other.get(run.id), other.runs):
+        with pytest.raises(StoreUnavailable, match=rf"plan of run #{run.id} cannot be read"):
+            read()
+    assert sql_store.get(run.id).plan == run.plan  # the process that wrote it keeps its copy
