@@ -38,6 +38,10 @@ from bot.domain.ports import Progress
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 32 * 1024
+# Offered first, the other ciphers after them for servers without: an AEAD cipher needs no
+# separate MAC, which paramiko computes and checks in Python on every packet (a tenth of the
+# client's CPU a command, docs/benchmarks.md). Both are in OpenSSH's default list.
+_AEAD = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 _ANNOUNCE_LIMIT = 64 * 1024  # give up looking for the group line after this much stderr
 
 # Runs on the host to end a process group: TERM, wait up to the grace period, KILL, wait again.
@@ -66,9 +70,9 @@ done
 
 
 class _Transport(paramiko.Transport):
-    """paramiko's transport with two changes, both measured (docs/benchmarks.md), both in
-    private parts of paramiko, which is why its version is pinned and the contract suite runs
-    against real sshd:
+    """paramiko's transport, preferring AES-GCM (below), with two changes, both measured
+    (docs/benchmarks.md), both in private parts of paramiko, which is why its version is pinned
+    and the contract suite runs against real sshd:
 
     - It answers every global request from the server at once (an SSH_MSG_IGNORE). After
       authentication sshd sends a `hostkeys-00@openssh.com` notice that wants no reply; with
@@ -83,6 +87,8 @@ class _Transport(paramiko.Transport):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.packetizer.REKEY_BYTES = self.packetizer.REKEY_PACKETS = 2**62
+        options = self.get_security_options()
+        options.ciphers = (*_AEAD, *(name for name in options.ciphers if name not in _AEAD))
 
     def answers(self, timeout: float) -> bool:
         """Whether sshd answers a keepalive request within `timeout` (its reply, a refusal, is
@@ -340,8 +346,10 @@ class ParamikoShell:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(result(None), exc) from exc
         try:
-            channel.exec_command(f"printf '%s %s\\n' {marker} \"$$\" >&2; {command}")
-            channel.shutdown_write()  # no input: a command reading stdin sees its end at once
+            # No input: a command reading stdin sees its end at once (from /dev/null, which
+            # costs no packet where closing the channel's input would).
+            announce = f"printf '%s %s\\n' {marker} \"$$\" >&2"
+            channel.exec_command(f"{announce}; exec </dev/null; {command}")
             ended = _pump(channel, collector, announcement, deadline)
             code: int | None = None
             if ended == "finished":

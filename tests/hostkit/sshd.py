@@ -148,8 +148,11 @@ def process_name(pid: int) -> str:
 class SshServer:
     """One sshd listening on 127.0.0.1 with its own keys; `target()` is how the bot reaches it."""
 
-    def __init__(self, *, user: str = HOST_USER, directory: Path | None = None) -> None:
+    def __init__(
+        self, *, user: str = HOST_USER, directory: Path | None = None, config: str = ""
+    ) -> None:
         self.user = user
+        self.extra_config = config  # lines added to sshd_config, e.g. "Ciphers aes256-ctr"
         self.directory = directory or SSH_ROOT / f"{os.getpid()}-{secrets.token_hex(4)}"
         self.port = 0
         self.host_public_key = ""
@@ -199,7 +202,8 @@ class SshServer:
 
     def _launch(self, timeout: float) -> bool:
         config = self.directory / "sshd_config"
-        config.write_text(_CONFIG.format(port=self.port, dir=self.directory, user=self.user))
+        text = _CONFIG.format(port=self.port, dir=self.directory, user=self.user)
+        config.write_text(text + self.extra_config + "\n")
         self.log.write_bytes(b"")
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(

@@ -183,6 +183,24 @@ def test_the_socket_has_tcp_nodelay(shell: ParamikoShell) -> None:
     assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
+def test_the_connection_is_encrypted_with_aes_gcm(shell: ParamikoShell) -> None:
+    transport = shell._client.get_transport()
+    assert transport is not None
+    assert (transport.local_cipher, transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+
+
+def test_a_host_without_aes_gcm_is_reached_with_a_cipher_it_has() -> None:
+    with SshServer(config="Ciphers aes256-ctr") as server:
+        opened = connector.connect(server.target())
+        try:
+            assert opened.run("echo reached", timeout=10).stdout.text == "reached\n"
+            transport = opened._client.get_transport()
+            assert transport is not None
+            assert transport.remote_cipher == "aes256-ctr"
+        finally:
+            opened.close()
+
+
 def test_a_dropped_connection_mid_step_is_connection_lost_with_the_partial_output(
     ssh_server: SshServer,
 ) -> None:
