@@ -68,6 +68,7 @@ COLD = "keep_open 0s"  # connecting to every host inside the clock
 MEMORY = "in-memory store twin"  # a diagnosis: MemoryRunStore
 BASELINE = f"raw paramiko, {INSTANCES} threads"
 CANARY_FIRST = f"raw paramiko, 1 then {INSTANCES - 1} threads"  # a diagnosis: the canary's wait
+GCM = f"{BASELINE}, AES-GCM"  # a diagnosis: the baseline with the bot's cipher
 
 
 class FleetStore(TallyingStore):
@@ -246,6 +247,8 @@ def main() -> None:
         if args.diagnose:
             canary_first = one_then_the_rest(raws)
             results[CANARY_FIRST] = measure(lambda: canary_first, repeat)
+            gcm = in_threads([raw_paramiko(t, stack, nodelay=True, gcm=True) for t in targets])
+            results[GCM] = measure(lambda: gcm, repeat)
         connecting = in_threads([connect_and_run(target) for target in targets])
         results[f"{BASELINE}, connecting"] = measure(lambda: connecting, repeat)
         one: Callable[[], object] = in_threads([raw_paramiko(targets[0], stack, nodelay=True)])
@@ -278,6 +281,8 @@ def report(
         memory = medians.get(f"bot, batch {INSTANCES}, {MEMORY}")
         if memory is not None:
             print(f"  the same with the {MEMORY}: {memory / canary_first:.2f}x")
+    if GCM in medians:
+        print(f"{HEADLINE} / {GCM} (medians): {bot / medians[GCM]:.2f}x")
     connecting = medians[f"{BASELINE}, connecting"]
     print(f"{HEADLINE} / {BASELINE}, connecting (medians): {bot / connecting:.2f}x")
     print("\nwhere the fleet's time goes (means of the timed runs; member-ms add up over threads):")

@@ -66,6 +66,8 @@ CONNECTING = "paramiko, TCP_NODELAY, connecting"  # the connection inside the cl
 TWIN = "bot, in-memory store twin"  # a diagnosis: MemoryRunStore in place of SqlRunStore
 LEAN = "bot, twin + a bare durable commit a write"  # a diagnosis: DurableTwin
 NORMAL = "bot, SqlRunStore with synchronous=NORMAL"  # a diagnosis: not durable at a power cut
+GCM = "paramiko, TCP_NODELAY, AES-GCM"  # a diagnosis: the baseline with the bot's cipher
+NOT_GCM = [name for name in paramiko.Transport._preferred_ciphers if "-gcm@" not in name]
 COMMITS = "store: durable commits"  # counted, not timed: their time is in the store's parts
 WIDTH = 52  # of the variant column
 POSTGRES_HELP = "the bot's store on the test kit's PostgreSQL instead of a SQLite file"
@@ -240,10 +242,12 @@ def each_command(run: Callable[[str], object]) -> Work:
     return work
 
 
-def paramiko_client(target: SshTarget, *, nodelay: bool) -> paramiko.SSHClient:
+def paramiko_client(target: SshTarget, *, nodelay: bool, gcm: bool = False) -> paramiko.SSHClient:
     """A connected paramiko client, host key checked, `TCP_NODELAY` on its socket or not. Stock
     paramiko: unlike the bot's transport (adapters/ssh.py), it does not answer sshd's host-key
-    notice, so the first command on a new connection waits for the delayed-ACK timer."""
+    notice, so the first command on a new connection waits for the delayed-ACK timer, and it
+    negotiates AES-CTR with HMAC-SHA2-256 where the bot prefers AES-GCM; with `gcm`, AES-GCM too
+    (a diagnosis)."""
     sock = socket.create_connection((target.host, target.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))  # 0 is the default
     client = paramiko.SSHClient()
@@ -252,6 +256,7 @@ def paramiko_client(target: SshTarget, *, nodelay: bool) -> paramiko.SSHClient:
     client.connect(
         target.host, port=target.port, username=target.user, sock=sock, allow_agent=False,
         look_for_keys=False, pkey=paramiko.PKey.from_path(target.key_file),
+        disabled_algorithms={"ciphers": NOT_GCM} if gcm else None,
     )  # fmt: skip
     return client
 
@@ -264,9 +269,9 @@ def exec_one(client: paramiko.SSHClient, command: str) -> None:
         raise RuntimeError(f"`{command}` failed over paramiko")
 
 
-def raw_paramiko(target: SshTarget, stack: ExitStack, *, nodelay: bool) -> Work:
+def raw_paramiko(target: SshTarget, stack: ExitStack, *, nodelay: bool, gcm: bool = False) -> Work:
     """The ten commands on one connection opened before timing."""
-    client = paramiko_client(target, nodelay=nodelay)
+    client = paramiko_client(target, nodelay=nodelay, gcm=gcm)
     stack.callback(client.close)
     return each_command(lambda command: exec_one(client, command))
 
@@ -399,6 +404,9 @@ def main() -> None:
         results["local /bin/sh -c (floor)"] = measure(lambda: floor, repeat)
         fast = raw_paramiko(target, stack, nodelay=True)
         results[BASELINE] = measure(lambda: fast, repeat)
+        if args.diagnose:
+            gcm = raw_paramiko(target, stack, nodelay=True, gcm=True)
+            results[GCM] = measure(lambda: gcm, repeat)
         connecting = connect_and_run(target)
         results[CONNECTING] = measure(lambda: connecting, repeat)
         slow = raw_paramiko(target, stack, nodelay=False)
@@ -472,6 +480,9 @@ def report(
             print(f"{NORMAL}: the store as it is, with commits that may be lost at a power cut")
         for name in (n for n in (TWIN, LEAN, NORMAL) if n in results):
             print(f"  {name} / {BASELINE} (medians): {medians[name] / raw:.2f}x")
+    if GCM in results:
+        print(f"{GCM}: the baseline negotiating AES-GCM, as the bot's transport does")
+        print(f"  bot / {GCM} (medians): {bot / medians[GCM]:.2f}x")
 
 
 if __name__ == "__main__":
