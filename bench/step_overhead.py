@@ -39,7 +39,7 @@ from adapters.memory.http import MemoryHttpCheck
 from adapters.memory.store import MemoryRunStore
 from adapters.sql_engine import WRITE_OPTION, create_store_engine
 from adapters.sql_store import SqlRunStore, upgrade_schema
-from adapters.ssh import ParamikoConnector
+from adapters.ssh import _AEAD, ParamikoConnector
 from adapters.ssh_pool import KeptConnections
 from bench import ansible_peer
 from bench.conditions import print_conditions, print_load_after
@@ -67,7 +67,7 @@ TWIN = "bot, in-memory store twin"  # a diagnosis: MemoryRunStore in place of Sq
 LEAN = "bot, twin + a bare durable commit a write"  # a diagnosis: DurableTwin
 NORMAL = "bot, SqlRunStore with synchronous=NORMAL"  # a diagnosis: not durable at a power cut
 GCM = "paramiko, TCP_NODELAY, AES-GCM"  # a diagnosis: the baseline with the bot's cipher
-NOT_GCM = [name for name in paramiko.Transport._preferred_ciphers if "-gcm@" not in name]
+NOT_GCM = [name for name in paramiko.Transport._preferred_ciphers if name not in _AEAD]
 COMMITS = "store: durable commits"  # counted, not timed: their time is in the store's parts
 WIDTH = 52  # of the variant column
 POSTGRES_HELP = "the bot's store on the test kit's PostgreSQL instead of a SQLite file"
