@@ -162,9 +162,12 @@ class ParamikoConnector:
                 transport_factory=_Transport,
             )
         except (_UnknownHostKey, paramiko.SSHException, OSError, EOFError) as exc:
+            # paramiko reports a connection lost during authentication as a refusal
+            transport = client.get_transport()
+            dropped = transport is not None and not transport.is_active()
             client.close()
             sock.close()
-            raise _connect_error(exc, target) from exc
+            raise _connect_error(exc, target, dropped=dropped) from exc
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(int(self._keepalive))
@@ -174,8 +177,9 @@ class ParamikoConnector:
         """Nothing to close: each connection is closed by its shell."""
 
 
-def _connect_error(exc: Exception, target: SshTarget) -> OperationalError:
-    """The domain error for a failed handshake, saying what the operator should do."""
+def _connect_error(exc: Exception, target: SshTarget, *, dropped: bool) -> OperationalError:
+    """The domain error for a failed handshake, saying what the operator should do; `dropped`:
+    the connection was gone when it failed."""
     where, known_hosts = str(target), target.known_hosts
     if isinstance(exc, _UnknownHostKey):
         entry = f"{exc.hostname} {exc.key.get_name()} {exc.key.get_base64()}"
@@ -192,6 +196,13 @@ def _connect_error(exc: Exception, target: SshTarget) -> OperationalError:
             f"{exc.key.get_name()} {exc.key.fingerprint}. The host may have been reinstalled, "
             "or someone may be intercepting the connection. Do not proceed until its "
             f"administrator confirms the new key; then replace its entry in {known_hosts}.",
+            host=where,
+        )
+    if isinstance(exc, paramiko.AuthenticationException) and dropped:
+        return HostUnreachable(
+            f"The connection to {where} dropped while authenticating, so the SSH handshake "
+            "failed: the host closed it or went away. Check that the host is up and that its "
+            "sshd accepts new connections, then try again.",
             host=where,
         )
     if isinstance(exc, paramiko.AuthenticationException):

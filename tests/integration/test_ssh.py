@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -24,7 +25,7 @@ from bot.domain.errors import (
 )
 from bot.domain.output import Stream
 from tests.hostkit.services import free_port
-from tests.hostkit.sshd import SshServer, known_hosts_line, run_as_host_user
+from tests.hostkit.sshd import SSH_ROOT, SshServer, known_hosts_line, run_as_host_user
 
 pytestmark = pytest.mark.services
 
@@ -107,6 +108,19 @@ def test_a_key_the_host_does_not_accept(ssh_server_module: SshServer) -> None:
         connector.connect(ssh_server_module.target(key_file=stranger))
     assert str(stranger) in str(caught.value)
     assert "upgradebot-host@127.0.0.1" in str(caught.value)
+
+
+def test_a_connection_lost_during_authentication_is_not_called_a_refused_key() -> None:
+    # sshd runs the command while it looks for the key; it kills sshd's process for the login
+    directory = SSH_ROOT / f"drop-{secrets.token_hex(4)}"
+    drop = directory / "drop-during-auth"
+    config = f"AuthorizedKeysCommand {drop}\nAuthorizedKeysCommandUser root"
+    with SshServer(directory=directory, config=config) as server:
+        drop.write_text("#!/bin/sh\nkill -KILL $PPID\n")
+        drop.chmod(0o755)
+        stranger = server.unauthorized_client_key()  # not in the file: the command runs
+        with pytest.raises(HostUnreachable, match="dropped while authenticating"):
+            connector.connect(server.target(key_file=stranger))
 
 
 def test_a_missing_key_file(ssh_server_module: SshServer, tmp_path: Path) -> None:
